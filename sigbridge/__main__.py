@@ -1,0 +1,5 @@
+import sys
+
+from sigbridge.cli import main
+
+sys.exit(main())
