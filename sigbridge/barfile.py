@@ -578,9 +578,9 @@ def _time_text(table: _Table, row: int) -> str:
 def _guess_symbol_and_timeframe(path: str) -> tuple[str | None, str | None]:
     """Guess the symbol and timeframe from a file name such as EURUSD_H1.csv or EURUSD.m_H1.csv.
 
-    The first name token after the first one that is a MetaTrader timeframe name (any case) is
-    the timeframe, and the text before it is the symbol. The symbol's first token is upper-cased
-    and a broker suffix such as `.m` is kept as written. MetaTrader's own export names, such as
+    The timeframe is the first name token after the leading one that is a MetaTrader timeframe
+    name, in any case. The symbol is the text before it, upper-cased up to a broker suffix such as
+    `.m`, which is kept as written. MetaTrader's own export names, such as
     EURUSD_H1_202506230000_202601211000.csv, match too.
     """
     stem = Path(path).stem
@@ -589,6 +589,6 @@ def _guess_symbol_and_timeframe(path: str) -> tuple[str | None, str | None]:
         timeframe = token.group().upper()
         if timeframe in TIMEFRAME_SECONDS:
             symbol = stem[: token.start()].rstrip("_.- ")
-            base = tokens[0].group()
-            return base.upper() + symbol[len(base) :], timeframe
+            base, dot, suffix = symbol.partition(".")
+            return base.upper() + dot + suffix, timeframe
     return None, None

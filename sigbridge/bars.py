@@ -119,7 +119,7 @@ def validate_bars(bars: Bars, *, after_time: int | None = None) -> None:
         if bad.size:
             row = int(bad[0])
             raise BarValidationError(
-                f"`{name}` must be a finite positive price, received {name}={column[row]!r} "
+                f"`{name}` must be a finite positive price, received {name}={float(column[row])!r} "
                 f"at bar {row} (time={int(bars.time[row])})",
                 row=row,
                 column=name,
@@ -135,8 +135,8 @@ def validate_bars(bars: Bars, *, after_time: int | None = None) -> None:
             row = int(bad[0])
             raise BarValidationError(
                 f"inconsistent OHLC at bar {row} (time={int(bars.time[row])}): {rule}, received "
-                f"open={bars.open[row]!r} high={bars.high[row]!r} low={bars.low[row]!r} "
-                f"close={bars.close[row]!r}",
+                f"open={float(bars.open[row])!r} high={float(bars.high[row])!r} "
+                f"low={float(bars.low[row])!r} close={float(bars.close[row])!r}",
                 row=row,
                 column=name,
             )

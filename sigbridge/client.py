@@ -152,12 +152,17 @@ def wait_for_model(client: SigBridgeClient, hello: dict[str, Any], timeout: floa
     """Repeat `hello` once a second until the daemon has a model for the stream, or time out."""
     deadline = time.monotonic() + timeout
     welcome = client.hello(**hello)
+    shown = None
     while welcome.get("model_version") is None:
         if time.monotonic() >= deadline:
-            raise ReplyTimeout(f"the daemon had no model for {hello['symbol']} {hello['timeframe']} after {timeout:.0f} s")
-        if progress is not None:
-            print(f"waiting for the initial model of {hello['symbol']} {hello['timeframe']} ...", file=progress, flush=True)
-        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+            raise ReplyTimeout(
+                f"the daemon had no model for {hello['symbol']} {hello['timeframe']} after {timeout:.0f} s; "
+                f"last state: {welcome.get('state')}: {welcome.get('message')}"
+            )
+        if progress is not None and welcome.get("message") != shown:
+            shown = welcome.get("message")
+            print(f"daemon: {welcome.get('state')}: {shown}", file=progress, flush=True)
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         welcome = client.hello(**hello)
     return welcome
 

@@ -23,7 +23,7 @@ def _stream_names(args: argparse.Namespace, bar_file: BarFile) -> tuple[str, str
     timeframe = args.timeframe or bar_file.timeframe
     if not symbol or not timeframe:
         raise BarFileError(
-            f"cannot tell the symbol and timeframe of {args.bars} from its name; pass --symbol and --timeframe",
+            "cannot tell the symbol and timeframe from the file name; pass --symbol and --timeframe",
             path=str(args.bars),
             line=None,
             column=None,
@@ -110,7 +110,7 @@ def run_replay(args: argparse.Namespace, config: Config) -> int:
     backfill = args.train_bars if args.train_bars is not None else len(bars) // 2
     if not 0 < backfill < len(bars):
         raise BarFileError(
-            f"--train-bars must be between 1 and {len(bars) - 1} for this file, received {backfill}",
+            f"--train-bars must be between 1 and {len(bars) - 1} for this file, received --train-bars={backfill}",
             path=str(args.bars),
             line=None,
             column=None,

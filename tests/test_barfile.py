@@ -91,10 +91,11 @@ def test_read_bars_eurusd_sample():
     assert bar_file.timeframe == "H1"
     first_time = calendar.timegm(time.strptime(f"{first[0]} {first[1]}", "%Y.%m.%d %H:%M:%S"))
     last_time = calendar.timegm(time.strptime(f"{last[0]} {last[1]}", "%Y.%m.%d %H:%M:%S"))
-    assert bar_file.bars.time[0] == first_time == FIRST_TIME
+    assert first_time == FIRST_TIME
+    assert bar_file.bars.time[0] == first_time
     assert bar_file.bars.time[-1] == last_time
-    assert bar_file.bars.close[0] == float(first[5]) == 1.14721
-    assert bar_file.bars.close[-1] == float(last[5]) == 1.17099
+    assert bar_file.bars.close[0] == float(first[5])
+    assert bar_file.bars.close[-1] == float(last[5])
     assert bar_file.bars.tick_volume[0] == int(first[6])
     assert bar_file.bars.spread[0] == int(first[8])
 
@@ -249,6 +250,14 @@ def test_read_bars_no_header_datetime_order(tmp_path, width):
     assert bars.spread.tolist() == ([7, 8, 9] if width == 8 else [0, 0, 0])
 
 
+def test_read_bars_no_header_unix_seconds(tmp_path):
+    rows = [[str(FIRST_TIME + 3600 * i)] + row[2:] for i, row in enumerate(make_rows())]
+    bars = read_bars(write(tmp_path, make_text(rows, header=None, delimiter=","))).bars
+    assert_reference_bars(bars)
+    assert bars.volume.tolist() == [0, 0, 0]
+    assert bars.spread.tolist() == [7, 8, 9]
+
+
 def test_read_bars_decimal_comma(tmp_path):
     text = make_text(delimiter=";").replace("1.1", "1,1")
     bar_file = read_bars(write(tmp_path, text))
@@ -269,7 +278,7 @@ def test_read_bars_padded_fields(tmp_path):
     assert_reference_bars(bars)
 
 
-def test_read_bars_whole_number_as_float_text(tmp_path):
+def test_read_bars_float_tick_volume(tmp_path):
     rows = make_rows()
     rows[0][6] = "100.0"
     bars = read_bars(write(tmp_path, make_text(rows))).bars
@@ -307,11 +316,16 @@ def test_read_bars_validate_false(tmp_path):
     assert bars.high[1] == 1.0
 
 
-def test_parse_bars_result(tmp_path):
+def test_parse_bars_result():
     bars, digits, delimiter = parse_bars(make_text(delimiter=";"), source="memory")
     assert_reference_bars(bars)
     assert digits == 5
     assert delimiter == ";"
+
+
+def test_parse_bars_bom_in_text():
+    bars, _, _ = parse_bars("\ufeff" + make_text(delimiter=","))
+    assert_reference_bars(bars)
 
 
 def test_parse_bars_source_in_message():
@@ -324,10 +338,8 @@ def test_parse_bars_source_in_message():
 def test_read_bars_100k_lines_fast(tmp_path):
     start = np.datetime64("2025-06-23T00:00:00")
     stamps = np.datetime_as_string(start + np.arange(100_000) * np.timedelta64(1, "m"))
-    lines = [
-        f"{stamp[:10].replace('-', '.')}\t{stamp[11:]}\t1.14565\t1.14745\t1.14501\t1.14721\t644\t0\t7"
-        for stamp in stamps
-    ]
+    values = "1.14565\t1.14745\t1.14501\t1.14721\t644\t0\t7"
+    lines = [f"{stamp[:10].replace('-', '.')}\t{stamp[11:]}\t{values}" for stamp in stamps]
     path = write(tmp_path, "\r\n".join(["\t".join(HEADER)] + lines) + "\r\n", "EURUSD_M1.csv")
     started = time.perf_counter()
     bars = read_bars(path).bars
@@ -348,6 +360,8 @@ def test_read_bars_100k_lines_fast(tmp_path):
         ("GBPUSD M15.csv", "GBPUSD", "M15"),
         ("XAUUSD_mn1.csv", "XAUUSD", "MN1"),
         ("EURUSD.m_H1.csv", "EURUSD.m", "H1"),
+        ("eurusd.m-h1.csv", "EURUSD.m", "H1"),
+        ("eur_usd_d1.csv", "EUR_USD", "D1"),
         ("EURUSD_H4_202506230000_202601211000.csv", "EURUSD", "H4"),
         ("EURUSD_H60.csv", None, None),
         ("EURUSD.csv", None, None),
@@ -468,6 +482,7 @@ def test_error_missing_time(tmp_path):
     rows = [row[2:] for row in make_rows()]
     error = read_error(tmp_path, make_text(rows, header=HEADER[2:]))
     assert error.line == 1
+    assert error.column is None
     assert "<DATE> and <TIME>" in str(error)
     assert "found header '<OPEN>'" in str(error)
 
@@ -515,6 +530,22 @@ def test_error_line_after_blank_line(tmp_path):
     assert error.line == 6
 
 
+def test_error_line_in_utf16(tmp_path):
+    rows = make_rows()
+    rows[1][5] = "1.1x"
+    error = read_error(tmp_path, codecs.BOM_UTF16_LE + make_text(rows).encode("utf-16-le"))
+    assert error.line == 3
+    assert error.column == "<CLOSE>"
+
+
+def test_error_no_header_column_name(tmp_path):
+    rows = make_rows()
+    rows[2][3] = "x"
+    error = read_error(tmp_path, make_text(rows, header=None))
+    assert error.line == 3
+    assert error.column == "<HIGH>"
+
+
 def test_error_no_delimiter(tmp_path):
     error = read_error(tmp_path, "DATE TIME OPEN HIGH LOW CLOSE\r\n")
     assert error.line == 1
@@ -554,6 +585,7 @@ def test_error_low_above_open(tmp_path):
     error = read_error(tmp_path, make_text(rows))
     assert error.line == 6
     assert error.column == "<LOW>"
+    assert "low=1.15000" in str(error)
 
 
 def test_error_nan_price(tmp_path):
@@ -571,6 +603,7 @@ def test_error_negative_spread(tmp_path):
     error = read_error(tmp_path, make_text(rows))
     assert error.line == 4
     assert error.column == "<SPREAD>"
+    assert "found '-1'" in str(error)
 
 
 def test_error_duplicate_time(tmp_path):

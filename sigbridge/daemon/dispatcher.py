@@ -106,11 +106,14 @@ class Dispatcher:
         self._routes[(identity, hello.symbol, hello.timeframe)] = key
 
         bundle = self.registry.get(hello.symbol, hello.timeframe)
+        state, message = self._stream_state(stream, bundle)
         return protocol.welcome_reply(
             hello.id,
             server=SERVER_NAME,
             symbol=hello.symbol,
             timeframe=hello.timeframe,
+            state=state,
+            message=message,
             bars_held=len(stream.bars),
             last_bar_time=stream.last_time,
             bars_needed=self._bars_needed(stream, bundle is not None),
@@ -118,6 +121,26 @@ class Dispatcher:
             max_bars_per_message=self.config.server.max_bars_per_message,
         )
 
+    def _stream_state(self, stream: Stream, bundle) -> tuple[str, str]:
+        """The stream's state name and a human-readable message, as sent in welcome and status.
+
+        States: "ready" (signals flow), "warming_up" (too few bars for a window or for initial
+        training), "queued" and "training" (initial training pending), "waiting_for_history"
+        (training needs more bars or failed and waits to retry), "no_model" (training is off).
+        """
+        if bundle is not None:
+            needed = stream.bars_needed()
+            if needed:
+                return "warming_up", f"{needed} more bars needed for the first input window"
+            return "ready", f"serving model_version={bundle.version}"
+        key = stream.key
+        state = self.trainer.state(key.symbol, key.timeframe) if self.trainer else None
+        if state is not None:
+            return state.state, state.message
+        if self.trainer is None:
+            return "no_model", "no model bundle for this symbol and timeframe, and training is off"
+        needed = self._bars_needed(stream, has_model=False)
+        return "warming_up", f"collecting history: initial training starts after {needed} more bars"
     def _bars_needed(self, stream: Stream, has_model: bool) -> int:
         if has_model:
             return stream.bars_needed()
@@ -176,28 +199,16 @@ class Dispatcher:
                     latency_us=int((time.perf_counter() - received_at) * 1e6),
                     **common,
                 )
-            return self._status(stream, request_id, "warming_up", "collecting bars for the first input window", bundle.version, common)
-
-        needed = self._bars_needed(stream, has_model=False)
-        if self.trainer is not None and needed == 0:
+        elif self.trainer is not None and self._bars_needed(stream, has_model=False) == 0:
             self.trainer.request(key.symbol, key.timeframe, stream.bars, stream.point)
-        state = self.trainer.state(key.symbol, key.timeframe) if self.trainer else None
-        if state is not None:
-            return self._status(stream, request_id, state.state, state.message, None, common)
-        if self.trainer is None:
-            message = "no model bundle for this symbol and timeframe, and training is off"
-            return self._status(stream, request_id, "no_model", message, None, common)
-        message = f"collecting history: initial training starts after {needed} more bars"
-        return self._status(stream, request_id, "warming_up", message, None, common)
-
-    def _status(self, stream: Stream, request_id: int, state: str, message: str, version, common: dict) -> dict:
+        state, message = self._stream_state(stream, bundle)
         return protocol.status_reply(
             request_id,
             state=state,
             message=message,
             bars_held=len(stream.bars),
-            bars_needed=self._bars_needed(stream, version is not None),
+            bars_needed=self._bars_needed(stream, bundle is not None),
             last_bar_time=stream.last_time,
-            model_version=version,
+            model_version=None if bundle is None else bundle.version,
             **common,
         )

@@ -86,6 +86,8 @@ class Stream:
         self.bars = Bars.empty()
         self.features = np.zeros((0, 4), dtype=np.float64)
         self.bars_seen = 0
+        # Time of the first bar ever accepted; bars before it were never received.
+        self.first_time: int | None = None
         self._feature_stream = FeatureStream(features)
 
     @property
@@ -118,6 +120,8 @@ class Stream:
             self.bars = self.bars.concat(fresh)
             self.features = np.concatenate([self.features, rows])
             self.bars_seen += len(fresh)
+            if self.first_time is None:
+                self.first_time = int(fresh.time[0])
             if len(self.bars) > self.max_bars:
                 self.bars = self.bars[-self.max_bars :]
                 self.features = self.features[-self.max_bars :]
@@ -133,8 +137,8 @@ class Stream:
         held_first = int(self.bars.time[0])
         for row in range(overlap):
             bar_time = int(bars.time[row])
-            if bar_time < held_first:
-                # Older than the buffer: it was received once, so take it as a re-send.
+            if self.first_time <= bar_time < held_first:
+                # Received once but already dropped from the buffer: take it as a re-send.
                 continue
             position = int(np.searchsorted(self.bars.time, bar_time))
             if position >= len(self.bars) or int(self.bars.time[position]) != bar_time:
@@ -150,8 +154,8 @@ class Stream:
                 sent = getattr(bars, name)[row]
                 if held != sent:
                     raise BarsRejected(
-                        f"bar time={bar_time} at bar {row} was already received with {name}={held!r}, "
-                        f"now {name}={sent!r}; a closed bar cannot change",
+                        f"bar time={bar_time} at bar {row} was already received with {name}={float(held)!r}, "
+                        f"now {name}={float(sent)!r}; a closed bar cannot change",
                         row=row,
                         column=name,
                         out_of_order=True,

@@ -116,9 +116,8 @@ def compute_features(high, low, close, config: FeatureConfig) -> np.ndarray:
     change = np.diff(price)
     average_gain = _wilder_average(np.maximum(change, 0.0), config.rsi_period)
     average_loss = _wilder_average(np.maximum(-change, 0.0), config.rsi_period)
+    # NaN before bar `rsi_period`, where the averages are still NaN.
     rsi = _rsi_from_averages(average_gain, average_loss)
-    # The formula maps NaN averages to 50, so restore NaN before the first average exists.
-    rsi[: config.rsi_period] = np.nan
 
     main = _exponential_average(price, config.macd_fast) - _exponential_average(price, config.macd_slow)
     signal = _simple_average(main, config.macd_signal)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 
 import numpy as np
 
@@ -298,7 +299,7 @@ class ZigZagStream:
             ValueError: for a non-finite or non-positive price.
         """
         for name, value in (("high", high), ("low", low)):
-            if not np.isfinite(value) or value <= 0.0:
+            if not math.isfinite(value) or value <= 0.0:
                 raise ValueError(f"`{name}` must be a finite positive price, received {name}={value!r}")
         bar = self.bars_seen
         self.bars_seen += 1
