@@ -52,11 +52,20 @@ class Dispatcher:
         received_at = time.perf_counter() if received_at is None else received_at
         try:
             request = protocol.decode_request(payload, self.limits)
-            if isinstance(request, Ping):
-                return protocol.pong_reply(request.id, time.time())
-            if isinstance(request, Hello):
-                return self._hello(identity, request)
-            return self._bars(identity, request, received_at)
+            try:
+                return self._apply(identity, request, received_at)
+            except ProtocolError:
+                raise
+            except Exception:  # last resort: a failed request must not stop the server
+                logger.error(
+                    "failed to handle a request client_identity=%s id=%s", identity.hex(), request.id, exc_info=True
+                )
+                raise ProtocolError(
+                    ErrorCode.INTERNAL_ERROR,
+                    "the server failed while handling this request; see the server log. Bars it "
+                    "accepted are kept, so re-sending them is safe",
+                    request_id=request.id,
+                ) from None
         except ProtocolError as error:
             logger.warning(
                 "rejected request client_identity=%s id=%s code=%s: %s",
@@ -66,6 +75,13 @@ class Dispatcher:
                 error.message,
             )
             return protocol.error_reply(error)
+
+    def _apply(self, identity: bytes, request, received_at: float) -> dict:
+        if isinstance(request, Ping):
+            return protocol.pong_reply(request.id, time.time())
+        if isinstance(request, Hello):
+            return self._hello(identity, request)
+        return self._bars(identity, request, received_at)
 
     def _hello(self, identity: bytes, hello: Hello) -> dict:
         key = StreamKey(hello.client, hello.symbol, hello.timeframe)

@@ -114,13 +114,14 @@ def _unpack(payload: bytes, limits: Limits) -> Any:
             f"message of {len(payload)} bytes exceeds the limit of {limits.max_message_bytes} bytes; "
             "send the backfill in several `bars` messages",
         )
-    # Each bar costs 8 array elements, so arrays longer than the bar limit are refused here.
+    # Arrays longer than one bar over the limit are refused while decoding; the bar-count check
+    # in `_decode_bars` then names the field and the request id for a slightly longer array.
     try:
         return msgpack.unpackb(
             payload,
             raw=False,
             strict_map_key=True,
-            max_array_len=limits.max_bars_per_message,
+            max_array_len=limits.max_bars_per_message + 1,
             max_map_len=64,
             max_str_len=1024,
             max_bin_len=0,
@@ -132,18 +133,31 @@ def _unpack(payload: bytes, limits: Limits) -> Any:
         ) from None
     except ValueError as error:
         # msgpack raises ValueError (and subclasses) for both bad bytes and exceeded limits.
-        text = str(error)
-        if "exceeds" in text:
-            raise ProtocolError(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                f"message exceeds a decoding limit ({text}); at most {limits.max_bars_per_message} "
-                "bars per message",
-            ) from None
-        raise ProtocolError(ErrorCode.MALFORMED, f"frame is not valid msgpack: {text}") from None
+        raise _decoding_error(str(error), limits) from None
     except Exception as error:  # msgpack's C unpacker raises a few non-ValueError types.
         raise ProtocolError(
             ErrorCode.MALFORMED, f"frame is not valid msgpack: {type(error).__name__}: {error}"
         ) from None
+
+
+def _decoding_error(text: str, limits: Limits) -> ProtocolError:
+    if "max_bin_len" in text or "max_ext_len" in text:
+        return ProtocolError(
+            ErrorCode.MALFORMED,
+            f"frame holds a msgpack bin or ext value ({text}); send strings as msgpack str and "
+            "times as integers",
+        )
+    if "max_array_len" in text:
+        return ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"an array is too long ({text}); send at most {limits.max_bars_per_message} bars per message",
+        )
+    if "exceeds" in text:
+        return ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"a string or map is too long ({text}); strings hold at most 1024 bytes and maps 64 entries",
+        )
+    return ProtocolError(ErrorCode.MALFORMED, f"frame is not valid msgpack: {text}")
 
 
 def decode_request(payload: bytes, limits: Limits = Limits()) -> Request:
@@ -158,23 +172,26 @@ def decode_request(payload: bytes, limits: Limits = Limits()) -> Request:
             ErrorCode.MALFORMED,
             f"a request must be a msgpack map, received {type(message).__name__}",
         )
+    if any(not isinstance(key, str) for key in message):
+        raise ProtocolError(ErrorCode.MALFORMED, "every key of a request map must be a msgpack str")
     request_id = message.get("id")
-    if not _is_int(request_id) or not 0 <= request_id <= MAX_ID:
+    readable_id = request_id if _is_int(request_id) and 0 <= request_id <= MAX_ID else None
+    version = message.get("v")
+    if not _is_int(version) or version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"unsupported protocol version v={version!r}; this server speaks v={PROTOCOL_VERSION}",
+            field="v",
+            request_id=readable_id,
+        )
+    if readable_id is None:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             f"`id` must be an integer in [0, 2^63-1], received id={request_id!r}",
             field="id",
         )
-    version = message.get("v")
-    if version != PROTOCOL_VERSION or not _is_int(version):
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_VERSION,
-            f"unsupported protocol version v={version!r}; this server speaks v={PROTOCOL_VERSION}",
-            field="v",
-            request_id=request_id,
-        )
     kind = message.get("type")
-    if kind not in REQUEST_FIELDS:
+    if not isinstance(kind, str) or kind not in REQUEST_FIELDS:
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
             f"unknown message type={kind!r}; expected one of {sorted(REQUEST_FIELDS)}",
@@ -284,21 +301,20 @@ def _column(message: dict, name: str, *, integer: bool, size: int | None) -> np.
             f"`{name}` has {len(values)} values but `time` has {size}; every column needs one value per bar",
             field=name,
         )
-    try:
-        array = np.asarray(values)
-    except (ValueError, OverflowError):
-        array = np.asarray(values, dtype=object)
-    allowed = "iu" if integer else "iuf"
-    if array.ndim != 1 or (len(values) and array.dtype.kind not in allowed):
-        bad = next((value for value in values if not _is_number(value, integer)), values[0] if values else None)
-        expected = "integers" if integer else "numbers"
-        raise ProtocolError(
-            ErrorCode.INVALID_FIELD,
-            f"`{name}` must contain only {expected}, received {bad!r}",
-            field=name,
-        )
-    if array.dtype.kind == "u" and len(array) and array.max() > np.iinfo(np.int64).max:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{name}` holds a value beyond int64", field=name)
+    expected = "integers" if integer else "numbers"
+    # Checked per value: numpy would silently turn True into 1 inside a numeric array.
+    for value in values:
+        if not _is_number(value, integer):
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"`{name}` must contain only {expected}, received {value!r}", field=name
+            )
+    if integer:
+        outside = next((value for value in values if not -(2**63) <= value < 2**63), None)
+        if outside is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"`{name}` holds {outside}, which is outside int64", field=name
+            )
+    array = np.asarray(values)
     return array.astype(np.int64 if integer else np.float64)
 
 

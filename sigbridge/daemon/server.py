@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 # How long one poll waits before the loop checks the stop event again, in milliseconds.
 POLL_INTERVAL_MS = 100
+# Bytes the ZeroMQ frame limit allows above `server.max_message_bytes`.
+MAXMSGSIZE_MARGIN = 1 << 20
 # Frames handled per wake-up before polling again, so a flood cannot starve the stop check.
 MAX_BATCH = 1000
 
@@ -48,7 +50,9 @@ class Server:
         socket = self._context.socket(zmq.ROUTER)
         try:
             socket.setsockopt(zmq.LINGER, self.config.linger_ms)
-            socket.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+            # libzmq drops the connection on a frame over MAXMSGSIZE without a reply, so the socket
+            # limit sits one MiB above the decoder's: frames in between get a MESSAGE_TOO_LARGE reply.
+            socket.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes + MAXMSGSIZE_MARGIN)
             try:
                 socket.bind(self.config.bind)
             except zmq.ZMQError as error:
