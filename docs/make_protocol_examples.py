@@ -60,6 +60,8 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         "spread": [7, 7],
     }
     ping = {"v": 1, "type": "ping", "id": 3}
+    rollback = {"v": 1, "type": "rollback", "id": 4, "symbol": "EURUSD", "timeframe": "H1", "version": 1}
+    unpin = {"v": 1, "type": "unpin", "id": 5, "symbol": "EURUSD", "timeframe": "H1"}
     welcome = protocol.welcome_reply(
         1,
         server="sigbridge 0.1.0",
@@ -100,6 +102,14 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         duplicates=0,
     )
     pong = protocol.pong_reply(3, 1765757000.125)
+    model = protocol.model_reply(
+        4,
+        symbol="EURUSD",
+        timeframe="H1",
+        model_version=1,
+        pinned=True,
+        message="serving model_version=1, pinned; retraining is paused until `sigbridge models unpin`",
+    )
     error = protocol.error_reply(
         protocol.ProtocolError(
             ErrorCode.INVALID_FIELD,
@@ -112,10 +122,13 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         ("hello", "Request: open or resume the stream EURUSD H1.", hello),
         ("bars", "Request: two closed bars, oldest first, without the optional `volume`.", bars),
         ("ping", "Request: liveness check.", ping),
+        ("rollback", "Control request: serve and pin model version 1 of EURUSD H1.", rollback),
+        ("unpin", "Control request: remove the pin of EURUSD H1.", unpin),
         ("welcome", "Reply to the `hello` above, for a new stream on a server with no model yet.", welcome),
         ("status", "Reply to the `bars` above on that server: the bars were stored, no signal yet.", status),
         ("signal", "Reply to the same `bars` on a server with a model and enough earlier bars.", signal),
         ("pong", "Reply to the `ping` above. `time` is the daemon's UTC clock.", pong),
+        ("model", "Reply to the `rollback` above.", model),
         ("error", "Reply to a `hello` with id 1 and `timeframe` \"H7\".", error),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -113,6 +114,8 @@ def validate_bars(bars: Bars, *, after_time: int | None = None) -> None:
     Raises:
         BarValidationError: at the first offending bar, naming its row, column and value.
     """
+    if len(bars) == 1 and _single_bar_is_valid(bars, after_time):
+        return
     for name in PRICE_COLUMNS:
         column = getattr(bars, name)
         bad = np.flatnonzero(~np.isfinite(column) | (column <= 0.0))
@@ -168,3 +171,17 @@ def validate_bars(bars: Bars, *, after_time: int | None = None) -> None:
             row=row,
             column="time",
         )
+
+
+def _single_bar_is_valid(bars: Bars, after_time: int | None) -> bool:
+    """Run the checks of `validate_bars` on one bar's Python scalars, and return whether all pass.
+
+    A live request carries one bar. A dozen NumPy calls on one-element arrays cost about 50 us,
+    and these comparisons about 3 us. False sends the bar through the array checks, which name
+    the offending column.
+    """
+    open_, high, low, close = (float(getattr(bars, name)[0]) for name in PRICE_COLUMNS)
+    prices_valid = all(math.isfinite(price) and price > 0.0 for price in (open_, high, low, close))
+    volumes_valid = bars.tick_volume[0] >= 0 and bars.spread[0] >= 0 and bars.volume[0] >= 0
+    time_valid = after_time is None or bars.time[0] > after_time
+    return bool(prices_valid and high >= max(open_, close) and low <= min(open_, close) and volumes_valid and time_valid)

@@ -1,4 +1,4 @@
-"""The `sigbridge` command: serve, feed, train, replay, demo and models."""
+"""The `sigbridge` command: serve, feed, train, replay, demo, models and keygen."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from sigbridge import __version__
 from sigbridge.config import Config, ConfigError, load
 from sigbridge.daemon.codes import ExitCode
+from sigbridge.logsetup import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, help="folder for model bundles and state (overrides paths.state_dir)")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)"
+    )
+    parser.add_argument(
+        "--log-format",
+        default="human",
+        choices=["human", "json"],
+        help="log lines as text, or as one JSON object per line for journald and log shippers (default human)",
     )
 
 
@@ -49,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
     serve.add_argument("--bind", help="ZeroMQ endpoint to bind (overrides server.bind), e.g. tcp://127.0.0.1:5555")
     serve.add_argument("--no-train", action="store_true", help="serve existing bundles only; never train")
+    serve.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="train in the serving loop at the bar that makes a stream due, counting bars only, as replay does; "
+        "requests wait meanwhile (for reproducible Strategy Tester runs)",
+    )
 
     feed = commands.add_parser("feed", help="play a bar file to a running daemon, as the EA does")
     _add_common(feed)
@@ -60,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--wait-model", type=float, default=600.0, help="seconds to wait for the initial model (default %(default)s); 0 streams at once")
     feed.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply (default %(default)s)")
     feed.add_argument("--out", type=Path, help="write the signals CSV here instead of standard output")
+    feed.add_argument("--server-key", type=Path, help="the daemon's public key file (server.key), when CURVE is on")
+    feed.add_argument("--client-key", type=Path, help="this client's secret key file (NAME.key_secret), when CURVE is on")
 
     train = commands.add_parser("train", help="walk-forward evaluate, then train a model bundle on a bar file")
     _add_common(train)
@@ -72,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--model", type=Path, help="bundle folder to use; default: train one on the first --train-bars bars")
     replay.add_argument("--train-bars", type=int, help="bars used for the initial model (default: half the file)")
     replay.add_argument("--out", type=Path, help="write the signals CSV here")
+    replay.add_argument(
+        "--no-retrain", action="store_true", help="keep the initial model; by default replay retrains on the [retraining] schedule"
+    )
 
     demo = commands.add_parser("demo", help="start a daemon and feed it the bundled real EURUSD H1 bars")
     _add_common(demo)
@@ -79,20 +97,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backfill", type=int, default=3000, help="bars sent as history before streaming (default %(default)s)")
     demo.add_argument("--out", type=Path, help="also write the signals CSV here")
 
+    keygen = commands.add_parser("keygen", help="write a CURVE key pair for the server or a client")
+    _add_common(keygen)
+    keygen.add_argument("--out", type=Path, required=True, help="folder for NAME.key (public) and NAME.key_secret")
+    keygen.add_argument("--name", default="server", help="file name stem, e.g. server or ea-vps1 (default %(default)s)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair of that name")
+
     models = commands.add_parser("models", help="manage model bundles")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = model_commands.add_parser("list", help="list the bundles in the models folder")
     _add_common(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rollback = model_commands.add_parser(
+        "rollback", help="pin a stream to an older bundle version; retraining of the stream pauses until unpinned"
+    )
+    _add_common(rollback)
+    rollback.add_argument("stream", help="stream folder name as `models list` shows it, e.g. EURUSD_H1")
+    rollback.add_argument("version", type=int, help="bundle version to serve")
+    _add_control_endpoint(rollback)
+    unpin = model_commands.add_parser("unpin", help="remove a stream's pin: serve its newest bundle and retrain again")
+    _add_common(unpin)
+    unpin.add_argument("stream", help="stream folder name as `models list` shows it, e.g. EURUSD_H1")
+    _add_control_endpoint(unpin)
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _add_control_endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", help="also apply it to the daemon running at this endpoint, e.g. tcp://127.0.0.1:5555")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon (default %(default)s)")
+    parser.add_argument("--server-key", type=Path, help="the daemon's public key file (server.key), when CURVE is on")
+    parser.add_argument("--client-key", type=Path, help="this client's secret key file (NAME.key_secret), when CURVE is on")
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
@@ -108,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ log prints harmless version notices at ERROR level; Python errors still raise.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
 
     # Imported late: these pull in TensorFlow, which `--help` should not wait for.
     from sigbridge import commands  # noqa: PLC0415
     from sigbridge.barfile import BarFileError  # noqa: PLC0415
     from sigbridge.client import ReplyTimeout  # noqa: PLC0415
     from sigbridge.daemon.server import BindError  # noqa: PLC0415
+    from sigbridge.daemon.storage import StorageError  # noqa: PLC0415
     from sigbridge.models.bundle import BundleError  # noqa: PLC0415
     from sigbridge.models.training import NotEnoughDataError  # noqa: PLC0415
 
@@ -131,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     except (BindError, ReplyTimeout) as error:
         print(f"sigbridge: {error}", file=sys.stderr)
         return ExitCode.TRANSPORT
+    except StorageError as error:
+        print(f"sigbridge: {error}", file=sys.stderr)
+        return ExitCode.STORAGE
     except KeyboardInterrupt:
         print("sigbridge: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except Exception:  # last resort: the traceback goes to the log, in JSON too when asked
+        logger.error("sigbridge %s failed", args.command, exc_info=True)
+        return ExitCode.FAILURE
 
 
 def print_json(data) -> None:

@@ -37,9 +37,27 @@ class ReplyTimeout(TimeoutError):
 
 
 class SigBridgeClient:
-    def __init__(self, endpoint: str, *, timeout: float = 5.0, context: zmq.Context | None = None) -> None:
+    """A DEALER client of the daemon.
+
+    Args:
+        endpoint: the daemon's ZeroMQ endpoint.
+        timeout: seconds to wait for each reply.
+        context: the ZeroMQ context; the shared instance when None.
+        curve: for a daemon with CURVE on, (server public key, client public key, client secret
+            key), each 40 Z85 characters.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 5.0,
+        context: zmq.Context | None = None,
+        curve: tuple[bytes, bytes, bytes] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.curve = curve
         self._context = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._socket: zmq.Socket | None = None
@@ -54,6 +72,11 @@ class SigBridgeClient:
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            if self.curve is not None:
+                server_key, public_key, secret_key = self.curve
+                self._socket.curve_serverkey = server_key
+                self._socket.curve_publickey = public_key
+                self._socket.curve_secretkey = secret_key
             self._socket.connect(self.endpoint)
         return self._socket
 

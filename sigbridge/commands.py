@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
+import os
 import signal
 import socket
 import subprocess
@@ -32,9 +34,36 @@ def _stream_names(args: argparse.Namespace, bar_file: BarFile) -> tuple[str, str
 
 
 def run_serve(args: argparse.Namespace, config: Config) -> int:
+    """Run the daemon until SIGTERM or SIGINT, then end the process with exit code 0.
+
+    A daemon that stopped cleanly ends with `os._exit`, without interpreter shutdown, so this
+    function returns only by raising, for example on an invalid configuration.
+    """
+    from sigbridge.cli import resolve_config  # noqa: PLC0415
     from sigbridge.daemon.service import run_daemon  # noqa: PLC0415
 
-    run_daemon(config, train=not args.no_train)
+    # SIGHUP reads the same file with the same command-line overrides.
+    run_daemon(config, train=not args.no_train, load_config=lambda: resolve_config(args), lockstep=args.lockstep)
+    # NOTE: after a reload had replaced a model, interpreter shutdown aborted the process in about
+    # half of the test runs (SIGABRT in TensorFlow 2.21's C++ teardown: "terminate called ...
+    # exception not rethrown"), and a trainer thread past its deadline may still be inside
+    # TensorFlow. The database is closed and the replies are sent by now, so skip that teardown.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(ExitCode.OK)
+
+
+def run_keygen(args: argparse.Namespace, config: Config) -> int:
+    from sigbridge.daemon.security import read_public_key, write_key_pair  # noqa: PLC0415
+
+    try:
+        public_path, secret_path = write_key_pair(args.out, args.name, force=args.force)
+    except (ValueError, FileExistsError) as error:
+        print(f"sigbridge keygen: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"wrote {public_path} (public) and {secret_path} (secret, mode 0600)")
+    print(f"public key: {read_public_key(public_path)}")
     return ExitCode.OK
 
 
@@ -53,7 +82,7 @@ def run_feed(args: argparse.Namespace, config: Config) -> int:
     }
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(args.out.open("w", newline="")) if args.out else sys.stdout
-        client = stack.enter_context(SigBridgeClient(args.endpoint, timeout=args.timeout))
+        client = stack.enter_context(SigBridgeClient(args.endpoint, timeout=args.timeout, curve=_curve_keys(args)))
         summary = feed(
             client, bar_file.bars, hello=hello, backfill=args.backfill, wait_model=args.wait_model, out=out, progress=sys.stderr
         )
@@ -61,10 +90,25 @@ def run_feed(args: argparse.Namespace, config: Config) -> int:
     return ExitCode.OK
 
 
+def _curve_keys(args: argparse.Namespace) -> tuple[bytes, bytes, bytes] | None:
+    """The CURVE keys of `feed` from --server-key and --client-key, or None when neither is given."""
+    from sigbridge.config import ConfigError  # noqa: PLC0415
+    from sigbridge.daemon.security import read_key_pair, read_public_key  # noqa: PLC0415
+
+    if args.server_key is None and args.client_key is None:
+        return None
+    if args.server_key is None or args.client_key is None:
+        raise ConfigError("pass both --server-key and --client-key to connect with CURVE, or neither")
+    public_key, secret_key = read_key_pair(args.client_key)
+    return read_public_key(args.server_key).encode(), public_key, secret_key
+
+
 def run_train(args: argparse.Namespace, config: Config) -> int:
+    from sigbridge.models.device import select_device  # noqa: PLC0415
     from sigbridge.models.evaluation import walk_forward  # noqa: PLC0415
     from sigbridge.models.publish import train_bundle  # noqa: PLC0415
 
+    select_device(config.compute)
     bar_file = read_bars(args.bars)
     symbol, timeframe = _stream_names(args, bar_file)
     metrics = {}
@@ -100,10 +144,12 @@ def run_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_replay(args: argparse.Namespace, config: Config) -> int:
+    from sigbridge.daemon.worker import TrainingWorker  # noqa: PLC0415
     from sigbridge.models.bundle import load_bundle  # noqa: PLC0415
-    from sigbridge.models.publish import train_bundle  # noqa: PLC0415
-    from sigbridge.replay import replay_signals, summarize, write_signals  # noqa: PLC0415
+    from sigbridge.models.device import select_device  # noqa: PLC0415
+    from sigbridge.replay import replay_signals, summarize, train_initial_bundle, write_signals  # noqa: PLC0415
 
+    select_device(config.compute)
     bar_file = read_bars(args.bars)
     symbol, timeframe = _stream_names(args, bar_file)
     bars = bar_file.bars
@@ -115,20 +161,24 @@ def run_replay(args: argparse.Namespace, config: Config) -> int:
             line=None,
             column=None,
         )
-    if args.model is not None:
-        bundle = load_bundle(args.model)
-    else:
-        print(f"training the initial model on the first {backfill} bars ...", file=sys.stderr)
-        bundle = train_bundle(
-            bars[:backfill],
-            point=bar_file.point,
-            symbol=symbol,
-            timeframe=timeframe,
-            config=config,
-            models_dir=config.paths.state_dir / "replay-models",
-            extra_metadata={"trigger": "sigbridge replay", "source": str(args.bars)},
-        )
-    signals = replay_signals(bars, backfill=backfill, bundle=bundle, point=bar_file.point, config=config)
+    if args.no_retrain:
+        config = config.replace("retraining", enabled=False)
+    # Training runs in the worker process the daemon uses, so replay trains the same weights as
+    # `serve --lockstep` does. Models stay in memory.
+    worker = TrainingWorker(
+        threads=config.training.threads, nice=config.retraining.worker_nice, device=config.compute.device
+    )
+    try:
+        if args.model is not None:
+            bundle = load_bundle(args.model)
+        else:
+            print(f"training the initial model on the first {backfill} bars ...", file=sys.stderr)
+            bundle = train_initial_bundle(
+                bars[:backfill], point=bar_file.point, symbol=symbol, timeframe=timeframe, config=config, worker=worker
+            )
+        signals = replay_signals(bars, backfill=backfill, bundle=bundle, point=bar_file.point, config=config, worker=worker)
+    finally:
+        worker.close()
     if args.out is not None:
         with args.out.open("w", newline="") as out:
             write_signals(signals, out)
@@ -140,28 +190,9 @@ def run_replay(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_models(args: argparse.Namespace, config: Config) -> int:
-    from sigbridge.cli import print_json  # noqa: PLC0415
-    from sigbridge.models.bundle import list_bundles  # noqa: PLC0415
+    from sigbridge.model_commands import run_models_command  # noqa: PLC0415
 
-    rows = list_bundles(config.paths.models_dir)
-    if args.json:
-        print_json(rows)
-        return ExitCode.OK
-    if not rows:
-        print(f"no model bundles in {config.paths.models_dir}")
-        return ExitCode.OK
-    print(f"{'symbol':<12} {'tf':<4} {'version':>7} {'trained until':>16} {'examples':>8}  path")
-    for row in rows:
-        if not row["intact"]:
-            print(f"{'?':<12} {'?':<4} {'?':>7} {'':>16} {'':>8}  {row['path']} (damaged: {row['error']})")
-            continue
-        metadata = row.get("metadata", {})
-        until = metadata.get("trained_until_time")
-        print(
-            f"{row['symbol']:<12} {row['timeframe']:<4} {row['version']:>7} "
-            f"{_time_text(until) if until is not None else '':>16} {metadata.get('examples', ''):>8}  {row['path']}"
-        )
-    return ExitCode.OK
+    return run_models_command(args, config)
 
 
 def _time_text(seconds) -> str:

@@ -28,6 +28,20 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     # Streams (symbol and timeframe pairs) one client name may open.
     max_streams_per_client: int = 64
+    # Streams all clients together may open; with `max_bars_per_stream` it bounds bar memory.
+    max_streams: int = 256
+    # Seconds a bar's open time may lie after the current time, once converted to UTC with the
+    # stream's `utc_offset`. A closed bar opened in the past, so this only absorbs clock skew and a
+    # wrong offset; bar times sent in milliseconds exceed it.
+    max_future_seconds: int = 86_400
+    # Messages ZeroMQ queues per connection in each direction (ZMQ_RCVHWM and ZMQ_SNDHWM).
+    max_queued_messages: int = 1000
+    # Maximum bars requests that share one forward pass of a model; 1 turns micro-batching off.
+    # Requests that arrive together share a forward pass without waiting.
+    max_batch: int = 64
+    # Microseconds the server waits after a wake-up for more requests to join the batch; 0 sends
+    # a lone request on at once.
+    batch_wait_us: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +87,49 @@ class TrainingConfig:
     min_examples: int = 500
     # Walk-forward folds reported by `sigbridge train`.
     walk_forward_folds: int = 4
-    # TensorFlow threads for training; 0 lets TensorFlow choose.
+    # TensorFlow intra-op and inter-op threads of the training worker process that the daemon and
+    # replay train in; 0 lets TensorFlow choose (one per core).
     threads: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainingConfig:
+    # Retrain the models of streams while the daemon serves. Initial training of a stream without
+    # a model is separate; `sigbridge serve --no-train` turns both off.
+    enabled: bool = True
+    # New closed bars since the model's trained-until bar, or since the last attempt, that make a
+    # stream due; 0 turns the bar trigger off. 120 bars are five trading days of H1, two hours of M1.
+    every_bars: int = 120
+    # Seconds since the last attempt after which a stream with at least one new bar is due; 0
+    # turns the clock trigger off. A day retrains H1 daily (24 new bars); M1 reaches every_bars
+    # first. Replay and `serve --lockstep` ignore it and count bars only.
+    every_seconds: int = 86_400
+    # Most recent labelled windows before the held-out slice that a candidate trains on.
+    train_examples: int = 3000
+    # Most recent labelled windows, after the training ones, that score candidate and incumbent.
+    holdout_examples: int = 200
+    # Start the candidate from the incumbent's weights (true) or from a fresh initialisation.
+    warm_start: bool = True
+    # A candidate is promoted when its held-out loss is at most the incumbent's times (1 + margin).
+    promotion_margin: float = 0.02
+    # Bundles kept per stream; older ones are deleted after a promotion, never the pinned one.
+    keep_bundles: int = 5
+    # Niceness (0-19) of the training worker process, so the server thread gets the CPU first.
+    worker_nice: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class SignalConfig:
     # |score| below this gives direction 0 (flat).
     threshold: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeConfig:
+    # TensorFlow device for training and inference: "auto" (the GPU when present), "cpu" or "gpu".
+    device: str = "auto"
+    # Compile the batch-1 forward pass with XLA; it is used only if its output matches.
+    xla: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +140,28 @@ class PathsConfig:
     def models_dir(self) -> Path:
         return self.state_dir / "models"
 
+    @property
+    def bars_database(self) -> Path:
+        return self.state_dir / "bars.sqlite3"
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    # SQLite `synchronous` setting of the bar database (WAL mode): "full" syncs every
+    # acknowledged `bars` message to disk, so it survives a power loss; "normal" survives a
+    # crash of the daemon but may lose the last acknowledged bars on a power loss.
+    synchronous: str = "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecurityConfig:
+    # Server secret key file written by `sigbridge keygen`; empty turns CURVE encryption off.
+    curve_secret_key: str = ""
+    # Folder of the public key files (*.key) of the clients allowed to connect over CURVE.
+    curve_client_keys: str = ""
+    # Allow binding an address other than loopback without CURVE; a WARNING is logged.
+    allow_unencrypted_bind: bool = False
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -99,8 +170,12 @@ class Config:
     labels: LabelConfig = LabelConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
     signal: SignalConfig = SignalConfig()
+    compute: ComputeConfig = ComputeConfig()
     paths: PathsConfig = PathsConfig()
+    storage: StorageConfig = StorageConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -204,6 +279,10 @@ def validate(config: Config) -> None:
         "server.max_bars_per_message": config.server.max_bars_per_message,
         "server.max_message_bytes": config.server.max_message_bytes,
         "server.max_streams_per_client": config.server.max_streams_per_client,
+        "server.max_streams": config.server.max_streams,
+        "server.max_future_seconds": config.server.max_future_seconds,
+        "server.max_queued_messages": config.server.max_queued_messages,
+        "server.max_batch": config.server.max_batch,
         "features.rsi_period": config.features.rsi_period,
         "features.macd_fast": config.features.macd_fast,
         "features.macd_slow": config.features.macd_slow,
@@ -225,6 +304,24 @@ def validate(config: Config) -> None:
         _require(value > 0, f"`{key}` must be a positive integer, received {key}={value}")
 
     _require(config.server.linger_ms >= 0, f"`server.linger_ms` must be >= 0, received {config.server.linger_ms}")
+    _require(
+        config.storage.synchronous in ("full", "normal"),
+        f"`storage.synchronous` must be \"full\" or \"normal\", received {config.storage.synchronous!r}",
+    )
+    _require(
+        bool(config.security.curve_secret_key) == bool(config.security.curve_client_keys),
+        "`security.curve_secret_key` and `security.curve_client_keys` must be set together to turn "
+        f"CURVE on, or both left empty; received curve_secret_key={config.security.curve_secret_key!r} "
+        f"and curve_client_keys={config.security.curve_client_keys!r}",
+    )
+    _require(
+        0 <= config.server.batch_wait_us <= 100_000,
+        f"`server.batch_wait_us` must be in [0, 100000] microseconds, received {config.server.batch_wait_us}",
+    )
+    _require(
+        config.compute.device in ("auto", "cpu", "gpu"),
+        f"`compute.device` must be \"auto\", \"cpu\" or \"gpu\", received {config.compute.device!r}",
+    )
     _require(
         config.server.bind.startswith(("tcp://", "ipc://", "inproc://")),
         f"`server.bind` must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555, received {config.server.bind!r}",
@@ -254,6 +351,42 @@ def validate(config: Config) -> None:
         minimum_bars >= needed,
         f"`server.max_bars_per_stream` must hold at least {needed} bars (warm-up, one window and "
         f"`training.min_examples`), received {minimum_bars}",
+    )
+    _validate_retraining(config)
+
+
+def _validate_retraining(config: Config) -> None:
+    retraining = config.retraining
+    _require(
+        0 <= retraining.every_bars <= config.server.max_bars_per_stream,
+        "`retraining.every_bars` must be in [0, server.max_bars_per_stream], because the bars are "
+        f"counted in the stream's buffer; received every_bars={retraining.every_bars}",
+    )
+    _require(
+        retraining.every_seconds >= 0,
+        f"`retraining.every_seconds` must be >= 0, received every_seconds={retraining.every_seconds}",
+    )
+    _require(
+        retraining.train_examples >= config.training.min_examples,
+        f"`retraining.train_examples` must be at least training.min_examples={config.training.min_examples}, "
+        f"received train_examples={retraining.train_examples}",
+    )
+    _require(
+        retraining.holdout_examples >= 10,
+        f"`retraining.holdout_examples` must be >= 10, received holdout_examples={retraining.holdout_examples}",
+    )
+    _require(
+        0.0 <= retraining.promotion_margin < float("inf"),
+        "`retraining.promotion_margin` must be a finite number >= 0, received "
+        f"promotion_margin={retraining.promotion_margin}",
+    )
+    _require(
+        retraining.keep_bundles >= 1,
+        f"`retraining.keep_bundles` must be >= 1, received keep_bundles={retraining.keep_bundles}",
+    )
+    _require(
+        0 <= retraining.worker_nice <= 19,
+        f"`retraining.worker_nice` must be in [0, 19], received worker_nice={retraining.worker_nice}",
     )
 
 

@@ -33,6 +33,9 @@ def fast_config(tmp_path_factory) -> Config:
     """Defaults with a short training run, so tests train in seconds."""
     config = Config()
     config = config.replace("training", epochs=3, patience=1, min_examples=200, walk_forward_folds=2)
+    # Off, so a background retrain cannot change the model version under a test; tests of
+    # retraining turn it on.
+    config = config.replace("retraining", enabled=False)
     return config.replace("paths", state_dir=tmp_path_factory.mktemp("state"))
 
 
@@ -60,6 +63,8 @@ class RunningDaemon:
     stop_event: threading.Event
     thread: threading.Thread
     errors: list
+    # Set it to make the daemon reload, as SIGHUP does for `sigbridge serve`.
+    reload_event: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
@@ -67,12 +72,13 @@ class RunningDaemon:
         assert not self.thread.is_alive(), "daemon thread did not stop"
 
 
-def start_daemon(config: Config, *, train: bool = True) -> RunningDaemon:
+def start_daemon(config: Config, *, train: bool = True, lockstep: bool = False) -> RunningDaemon:
     """Run `run_daemon` in a thread on a free loopback port and wait until it is bound."""
     from sigbridge.daemon.service import run_daemon
 
     config = config.replace("server", bind="tcp://127.0.0.1:*")
     stop_event = threading.Event()
+    reload_event = threading.Event()
     ready = threading.Event()
     endpoint: list[str] = []
     errors: list[BaseException] = []
@@ -83,7 +89,9 @@ def start_daemon(config: Config, *, train: bool = True) -> RunningDaemon:
 
     def target() -> None:
         try:
-            run_daemon(config, stop=stop_event, train=train, on_ready=on_ready)
+            run_daemon(
+                config, stop=stop_event, reload=reload_event, train=train, on_ready=on_ready, lockstep=lockstep
+            )
         except BaseException as error:  # surfaced by the test through `errors`
             errors.append(error)
             ready.set()
@@ -93,7 +101,7 @@ def start_daemon(config: Config, *, train: bool = True) -> RunningDaemon:
     assert ready.wait(60), "daemon did not bind within 60 s"
     if errors:
         raise errors[0]
-    return RunningDaemon(endpoint[0], config, stop_event, thread, errors)
+    return RunningDaemon(endpoint[0], config, stop_event, thread, errors, reload_event)
 
 
 @pytest.fixture

@@ -86,7 +86,8 @@ def test_cli_feed_without_daemon_exit_code(tmp_path):
     assert "no reply" in result.stderr
 
 
-def test_cli_serve_bind_in_use_exit_code(daemon):
-    result = run("serve", "--bind", daemon.endpoint, "--no-train", "--state-dir", str(daemon.config.paths.state_dir))
+def test_cli_serve_bind_in_use_exit_code(daemon, tmp_path):
+    # A state folder of its own: the running daemon's folder is locked, which gives exit code 6.
+    result = run("serve", "--bind", daemon.endpoint, "--no-train", "--state-dir", str(tmp_path / "second-state"))
     assert result.returncode == 5
     assert "cannot bind" in result.stderr

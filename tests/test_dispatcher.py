@@ -85,10 +85,11 @@ def test_dispatcher_reconnect_moves_route(dispatcher, eurusd):
 def test_dispatcher_conflicting_resend_rejected(dispatcher, eurusd):
     dispatcher.handle(IDENTITY, hello(eurusd))
     dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:10])))
-    message = bars_message("EURUSD", "H1", eurusd.bars[9:11])
+    # Bar 8 is older than the stream's last bar, so a changed copy is a conflict, not a correction.
+    message = bars_message("EURUSD", "H1", eurusd.bars[8:11])
     message["close"][0] += 0.0001
     reply = dispatcher.handle(IDENTITY, frame(message))
-    assert reply["code"] == ErrorCode.BARS_OUT_OF_ORDER
+    assert reply["code"] == ErrorCode.BAR_CONFLICT
     assert reply["field"] == "close"
     assert dispatcher.streams[next(iter(dispatcher.streams))].bars_seen == 10
 

@@ -711,7 +711,7 @@ def doc_examples():
     return examples
 
 
-MESSAGE_TYPES = ["hello", "bars", "ping", "welcome", "signal", "status", "pong", "error"]
+MESSAGE_TYPES = ["hello", "bars", "ping", "rollback", "unpin", "welcome", "signal", "status", "pong", "model", "error"]
 
 
 def test_doc_examples_up_to_date():
@@ -736,7 +736,7 @@ def test_doc_dump_offsets(kind):
     assert offsets == list(range(0, len(data), 16))
 
 
-@pytest.mark.parametrize("kind", ["hello", "bars", "ping"])
+@pytest.mark.parametrize("kind", ["hello", "bars", "ping", "rollback", "unpin"])
 def test_doc_request_examples_decode(kind):
     message, _, data = doc_examples()[kind]
     assert decode_request(data).id == message["id"]

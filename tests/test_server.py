@@ -221,6 +221,8 @@ def test_serve_trains_initial_model_without_blocking(daemon, eurusd):
             reply = other.send_bars("EURUSD", "H1", eurusd.bars[index : index + 1])
             assert reply["type"] == "signal"
             served_during_training += 1
+            # Paced like a live feed, so the bundled bars last until the worker has trained.
+            time.sleep(0.02)
         assert welcome["model_version"] == 1
         assert served_during_training > 0
         reply = trainee.send_bars("NEWSYM", "H1", eurusd.bars[1500:1501])

@@ -20,13 +20,22 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_STREAM = 5
     # A bar is not later than the bar before it, or than the last bar the stream holds.
     BARS_OUT_OF_ORDER = 6
-    # A bar's prices are not finite and positive, or high/low do not enclose open and close.
+    # A bar's prices are not finite and positive, high/low do not enclose open and close, a
+    # volume is negative, or its time is negative or too far after the current time.
     INVALID_BAR = 7
     # The frame or one of its arrays exceeds the server's limits.
     MESSAGE_TOO_LARGE = 8
-    # The client already has the maximum number of open streams.
+    # The client already has the maximum number of open streams, or the server has.
     TOO_MANY_STREAMS = 9
-    # The server failed while handling a valid request; the request was not applied.
+    # A re-sent bar older than the stream's last bar differs from the bar held for its time;
+    # only the last bar may be corrected.
+    BAR_CONFLICT = 10
+    # `rollback` names a model version that has no intact bundle, or `unpin` a stream without one.
+    MODEL_NOT_FOUND = 11
+    # A control request (`rollback`, `unpin`) could not be applied; the log has the cause.
+    CONTROL_FAILED = 12
+    # The server failed while handling a valid request or could not store its bars. Re-sending
+    # the request is safe, because bars already stored count as duplicates.
     INTERNAL_ERROR = 99
 
 
@@ -44,5 +53,8 @@ class ExitCode(enum.IntEnum):
     DATA = 4
     # The server endpoint cannot be bound, or the daemon did not answer a client.
     TRANSPORT = 5
+    # The bar database in the state folder cannot be opened: damaged, locked, or written by a
+    # newer sigbridge.
+    STORAGE = 6
     # Interrupted by the user (SIGINT) before finishing.
     INTERRUPTED = 130

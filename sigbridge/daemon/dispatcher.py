@@ -5,18 +5,29 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from sigbridge import __version__
+from sigbridge.bars import PRICE_COLUMNS
 from sigbridge.config import Config, bars_for_first_signal
-from sigbridge.daemon import protocol
+from sigbridge.daemon import ingest, protocol
+from sigbridge.daemon.batching import PendingSignal, run_signals
 from sigbridge.daemon.codes import ErrorCode
-from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError
-from sigbridge.daemon.sessions import AppendResult, BarsRejected, Stream, StreamKey, predict_latest
-from sigbridge.daemon.trainer import InitialTrainer, ModelRegistry
+from sigbridge.daemon.control import apply_control
+from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError, Rollback, Unpin
+from sigbridge.daemon.sessions import AppendResult, BarsRejected, Signal, Stream, StreamKey
+from sigbridge.daemon.storage import BarStore, StorageError, load_streams
+from sigbridge.daemon.registry import ModelRegistry
+from sigbridge.daemon.trainer import Trainer
+from sigbridge.logsetup import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"sigbridge {__version__}"
+INTERNAL_ERROR_MESSAGE = (
+    "the server failed while handling this request; see the server log. Bars it accepted are kept, "
+    "so re-sending them is safe"
+)
 
 
 def bars_to_train(config: Config) -> int:
@@ -33,12 +44,22 @@ class Dispatcher:
 
     Streams are keyed by the client name from `hello`, so a client that reconnects with a new
     socket resumes its streams. A route maps a socket identity and stream to that key.
+
+    With a `store`, the streams it holds are restored at construction, and every stream and
+    accepted bar is written to it before the reply is built.
     """
 
-    def __init__(self, config: Config, registry: ModelRegistry, trainer: InitialTrainer | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: ModelRegistry,
+        trainer: Trainer | None,
+        store: BarStore | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.trainer = trainer
+        self.store = store
         self.limits = protocol.Limits(
             max_message_bytes=config.server.max_message_bytes,
             max_bars_per_message=config.server.max_bars_per_message,
@@ -46,28 +67,70 @@ class Dispatcher:
         self.streams: dict[StreamKey, Stream] = {}
         self._routes: dict[tuple[bytes, str, str], StreamKey] = {}
         self._streams_per_client: dict[str, int] = defaultdict(int)
+        # One client sending bad frames in a loop must not flood the log.
+        self._rejections = RateLimitedLog(logger)
+        if store is not None:
+            for stream in load_streams(store, config):
+                self.streams[stream.key] = stream
+                self._streams_per_client[stream.key.client] += 1
+
+    def apply_config(self, config: Config) -> None:
+        """Switch to a reloaded config; the caller keeps the keys that need a restart unchanged."""
+        self.config = config
+        self.limits = protocol.Limits(
+            max_message_bytes=config.server.max_message_bytes,
+            max_bars_per_message=config.server.max_bars_per_message,
+        )
+        for stream in self.streams.values():
+            stream.max_bars = config.server.max_bars_per_stream
 
     def handle(self, identity: bytes, payload: bytes, received_at: float | None = None) -> dict:
         """Apply one request frame and return the reply map; never raises for bad input."""
         received_at = time.perf_counter() if received_at is None else received_at
+        return self.handle_batch([(identity, payload, received_at)])[0]
+
+    def handle_batch(self, frames: Sequence[tuple[bytes, bytes, float]]) -> list[dict]:
+        """Apply request frames in arrival order and return their replies in the same order.
+
+        Bars requests whose stream has a full window wait until every frame is applied. Then
+        each model runs one forward pass over all of their windows (micro-batching). A client
+        that pipelines requests gets its replies in order. Never raises for bad input.
+
+        Args:
+            frames: (socket identity, payload, `time.perf_counter()` at receipt) per request.
+        """
+        replies: list[dict] = []
+        pending: list[PendingSignal] = []
+        pending_slots: list[int] = []
+        for identity, payload, received_at in frames:
+            reply = self._handle_one(identity, payload, received_at)
+            if isinstance(reply, PendingSignal):
+                pending.append(reply)
+                pending_slots.append(len(replies))
+                reply = {}
+            replies.append(reply)
+        for index, signal in run_signals(pending, self.config.signal):
+            replies[pending_slots[index]] = self._signal_reply(pending[index], signal)
+        return replies
+
+    def _handle_one(self, identity: bytes, payload: bytes, received_at: float) -> dict | PendingSignal:
         try:
             request = protocol.decode_request(payload, self.limits)
             try:
                 return self._apply(identity, request, received_at)
-            except ProtocolError:
+            except ProtocolError as error:
+                if error.request_id is None:
+                    error.request_id = request.id
                 raise
             except Exception:  # last resort: a failed request must not stop the server
                 logger.error(
                     "failed to handle a request client_identity=%s id=%s", identity.hex(), request.id, exc_info=True
                 )
-                raise ProtocolError(
-                    ErrorCode.INTERNAL_ERROR,
-                    "the server failed while handling this request; see the server log. Bars it "
-                    "accepted are kept, so re-sending them is safe",
-                    request_id=request.id,
-                ) from None
+                raise ProtocolError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, request_id=request.id) from None
         except ProtocolError as error:
-            logger.warning(
+            self._rejections.log(
+                logging.WARNING,
+                identity,
                 "rejected request client_identity=%s id=%s code=%s: %s",
                 identity.hex(),
                 error.request_id,
@@ -76,11 +139,13 @@ class Dispatcher:
             )
             return protocol.error_reply(error)
 
-    def _apply(self, identity: bytes, request, received_at: float) -> dict:
+    def _apply(self, identity: bytes, request, received_at: float) -> dict | PendingSignal:
         if isinstance(request, Ping):
             return protocol.pong_reply(request.id, time.time())
         if isinstance(request, Hello):
             return self._hello(identity, request)
+        if isinstance(request, (Rollback, Unpin)):
+            return apply_control(request, self.registry)
         return self._bars(identity, request, received_at)
 
     def _hello(self, identity: bytes, hello: Hello) -> dict:
@@ -95,6 +160,14 @@ class Dispatcher:
                     field="symbol",
                     request_id=hello.id,
                 )
+            if len(self.streams) >= self.config.server.max_streams:
+                raise ProtocolError(
+                    ErrorCode.TOO_MANY_STREAMS,
+                    f"the server already has {self.config.server.max_streams} streams open (server.max_streams)",
+                    field="symbol",
+                    request_id=hello.id,
+                )
+            self._save_stream(key, hello)
             stream = Stream(
                 key,
                 point=hello.point,
@@ -114,6 +187,8 @@ class Dispatcher:
                 hello.utc_offset,
             )
         else:
+            if (stream.point, stream.digits, stream.utc_offset) != (hello.point, hello.digits, hello.utc_offset):
+                self._save_stream(key, hello)
             stream.point, stream.digits, stream.utc_offset = hello.point, hello.digits, hello.utc_offset
 
         # One socket per stream: a reconnect moves the stream to the new socket identity.
@@ -136,6 +211,21 @@ class Dispatcher:
             model_version=None if bundle is None else bundle.version,
             max_bars_per_message=self.config.server.max_bars_per_message,
         )
+
+    def _save_stream(self, key: StreamKey, hello: Hello) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.save_stream(key, point=hello.point, digits=hello.digits, utc_offset=hello.utc_offset)
+        except StorageError as error:
+            logger.error(
+                "cannot store stream client=%s symbol=%s timeframe=%s: %s", key.client, key.symbol, key.timeframe, error
+            )
+            raise ProtocolError(
+                ErrorCode.INTERNAL_ERROR,
+                "the server cannot store this stream (see its log); nothing was applied, send `hello` again later",
+                request_id=hello.id,
+            ) from None
 
     def _stream_state(self, stream: Stream, bundle) -> tuple[str, str]:
         """The stream's state name and a human-readable message, as sent in welcome and status.
@@ -166,7 +256,7 @@ class Dispatcher:
             target = state.retry_at_bars
         return max(stream.bars_needed(), target - stream.bars_seen)
 
-    def _bars(self, identity: bytes, request: BarsRequest, received_at: float) -> dict:
+    def _bars(self, identity: bytes, request: BarsRequest, received_at: float) -> dict | PendingSignal:
         key = self._routes.get((identity, request.symbol, request.timeframe))
         if key is None:
             raise ProtocolError(
@@ -177,11 +267,30 @@ class Dispatcher:
                 request_id=request.id,
             )
         stream = self.streams[key]
+        protocol.check_bar_limits(
+            request.bars,
+            now=time.time(),
+            utc_offset=stream.utc_offset,
+            max_future_seconds=self.config.server.max_future_seconds,
+        )
         try:
-            result = stream.append(request.bars)
+            stream, result = ingest.append_bars(self.store, stream, request.bars)
         except BarsRejected as error:
-            code = ErrorCode.BARS_OUT_OF_ORDER if error.out_of_order else ErrorCode.INVALID_BAR
+            code = ErrorCode.INVALID_BAR
+            if error.out_of_order:
+                code = ErrorCode.BAR_CONFLICT if error.column in PRICE_COLUMNS else ErrorCode.BARS_OUT_OF_ORDER
             raise ProtocolError(code, str(error), field=error.column, request_id=request.id) from None
+        except ingest.NotStored as error:
+            self.streams[key] = error.stream
+            logger.error(
+                "cannot store bars client=%s symbol=%s timeframe=%s: %s", key.client, key.symbol, key.timeframe, error
+            )
+            raise ProtocolError(
+                ErrorCode.INTERNAL_ERROR,
+                "the server cannot store these bars (see its log); nothing was applied, send them again later",
+                request_id=request.id,
+            ) from None
+        self.streams[key] = stream
         logger.debug(
             "accepted bars client=%s symbol=%s timeframe=%s bar_time=%s accepted=%s duplicates=%s",
             key.client,
@@ -191,9 +300,15 @@ class Dispatcher:
             result.accepted,
             result.duplicates,
         )
+        if self.trainer is not None and result.accepted:
+            # Records the bars for retraining; in lockstep, a due stream retrains here, before its signal.
+            self.trainer.observe(stream)
         return self._reply_for_stream(stream, request.id, result, received_at)
 
-    def _reply_for_stream(self, stream: Stream, request_id: int, result: AppendResult, received_at: float) -> dict:
+    def _reply_for_stream(
+        self, stream: Stream, request_id: int, result: AppendResult, received_at: float
+    ) -> dict | PendingSignal:
+        """Return the status reply, or the pending signal when the stream has a model and a full window."""
         key = stream.key
         bundle = self.registry.get(key.symbol, key.timeframe)
         common = {
@@ -203,17 +318,15 @@ class Dispatcher:
             "duplicates": result.duplicates,
         }
         if bundle is not None:
-            signal = predict_latest(stream, bundle, self.config.signal)
-            if signal is not None:
-                return protocol.signal_reply(
-                    request_id,
-                    bar_time=signal.bar_time,
-                    direction=signal.direction,
-                    score=signal.score,
-                    distance=signal.distance,
-                    model_version=signal.model_version,
-                    latency_us=int((time.perf_counter() - received_at) * 1e6),
-                    **common,
+            window = stream.latest_window()
+            if window is not None:
+                return PendingSignal(
+                    bundle=bundle,
+                    window=window,
+                    bar_time=int(stream.last_time),
+                    request_id=request_id,
+                    received_at=received_at,
+                    fields=common,
                 )
         elif self.trainer is not None and self._bars_needed(stream, has_model=False) == 0:
             self.trainer.request(key.symbol, key.timeframe, stream.bars, stream.point)
@@ -227,4 +340,20 @@ class Dispatcher:
             last_bar_time=stream.last_time,
             model_version=None if bundle is None else bundle.version,
             **common,
+        )
+
+    def _signal_reply(self, pending: PendingSignal, signal: Signal | None) -> dict:
+        if signal is None:
+            # The forward pass failed and was logged; the bars stay accepted.
+            error = ProtocolError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, request_id=pending.request_id)
+            return protocol.error_reply(error)
+        return protocol.signal_reply(
+            pending.request_id,
+            bar_time=signal.bar_time,
+            direction=signal.direction,
+            score=signal.score,
+            distance=signal.distance,
+            model_version=signal.model_version,
+            latency_us=int((time.perf_counter() - pending.received_at) * 1e6),
+            **pending.fields,
         )

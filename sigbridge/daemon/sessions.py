@@ -14,7 +14,8 @@ import numpy as np
 from sigbridge.bars import COLUMNS, Bars, BarValidationError, validate_bars
 from sigbridge.config import FeatureConfig, SignalConfig, bars_for_first_signal
 from sigbridge.models.bundle import ModelBundle
-from sigbridge.models.features import FeatureStream
+from sigbridge.daemon.buffer import BarBuffer
+from sigbridge.models.features import FEATURE_COUNT, FeatureStream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,17 +83,35 @@ class Stream:
         self.digits = digits
         self.utc_offset = utc_offset
         self.feature_config = features
-        self.max_bars = max_bars
-        self.bars = Bars.empty()
-        self.features = np.zeros((0, 4), dtype=np.float64)
         self.bars_seen = 0
         # Time of the first bar ever accepted; bars before it were never received.
         self.first_time: int | None = None
+        self._last_time: int | None = None
+        self._buffer = BarBuffer(max_bars, FEATURE_COUNT)
         self._feature_stream = FeatureStream(features)
 
     @property
+    def max_bars(self) -> int:
+        """Bars kept in memory; setting a lower value drops the oldest bars at once."""
+        return self._buffer.max_bars
+
+    @max_bars.setter
+    def max_bars(self, max_bars: int) -> None:
+        self._buffer.max_bars = max_bars
+
+    @property
+    def bars(self) -> Bars:
+        """The bars held, oldest first, as read-only arrays that later appends leave unchanged."""
+        return self._buffer.bars()
+
+    @property
+    def features(self) -> np.ndarray:
+        """Raw feature rows (N, F) of the bars held, read-only; NaN during warm-up."""
+        return self._buffer.features()
+
+    @property
     def last_time(self) -> int | None:
-        return int(self.bars.time[-1]) if len(self.bars) else None
+        return self._last_time
 
     def bars_needed(self) -> int:
         """Bars still missing before the first full input window."""
@@ -107,6 +126,39 @@ class Stream:
         Raises:
             BarsRejected: nothing was appended.
         """
+        result, _fresh, _rows = self._append(bars)
+        return result
+
+    def append_windows(self, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
+        """Append `bars` as `append` does and return the windows a per-bar feed would see.
+
+        Calling `append` with one bar at a time and `latest_window` after each gives the same
+        windows, value for value, because both paths compute the rows with the same
+        `FeatureStream`. Replay uses this to process a whole file at once.
+
+        Returns:
+            windows: raw features (B, T, F), a read-only view, one window per fresh bar whose
+                window is complete and finite, oldest first.
+            times: the bar times of those windows' last bars, int64 (B,).
+
+        Raises:
+            BarsRejected: nothing was appended.
+        """
+        window = self.feature_config.window
+        history = self._buffer.last_features(window - 1)
+        _result, fresh, rows = self._append(bars)
+        if len(fresh) == 0 or self.max_bars < window or len(history) + len(rows) < window:
+            return np.empty((0, window, FEATURE_COUNT)), np.empty(0, dtype=np.int64)
+        combined = np.concatenate([history, rows])
+        # Window i covers combined rows i .. i+window-1, and only those ending at a fresh bar are kept.
+        first = max(len(history), window - 1) - window + 1
+        windows = np.lib.stride_tricks.sliding_window_view(combined, window, axis=0)[first:].transpose(0, 2, 1)
+        finite_rows = np.isfinite(combined).all(axis=1)
+        complete = np.lib.stride_tricks.sliding_window_view(finite_rows, window)[first:].all(axis=1)
+        ends = np.arange(first, first + len(windows)) + window - 1 - len(history)
+        return windows[complete], np.asarray(fresh.time)[ends[complete]]
+
+    def _append(self, bars: Bars) -> tuple[AppendResult, Bars, np.ndarray]:
         try:
             validate_bars(bars)
         except BarValidationError as error:
@@ -114,18 +166,19 @@ class Stream:
                 str(error), row=error.row, column=error.column, out_of_order=error.column == "time"
             ) from None
         duplicates = self._count_duplicates(bars)
-        fresh = bars[duplicates:]
-        if len(fresh):
+        fresh = bars[duplicates:] if duplicates else bars
+        if len(fresh) == 1:
+            # A live request carries one bar. `update` gives the row `update_many` would, without its array checks.
+            rows = self._feature_stream.update(fresh.high[0], fresh.low[0], fresh.close[0])[np.newaxis]
+        else:
             rows = self._feature_stream.update_many(fresh.high, fresh.low, fresh.close)
-            self.bars = self.bars.concat(fresh)
-            self.features = np.concatenate([self.features, rows])
+        if len(fresh):
+            self._buffer.append(fresh, rows)
             self.bars_seen += len(fresh)
+            self._last_time = int(fresh.time[-1])
             if self.first_time is None:
                 self.first_time = int(fresh.time[0])
-            if len(self.bars) > self.max_bars:
-                self.bars = self.bars[-self.max_bars :]
-                self.features = self.features[-self.max_bars :]
-        return AppendResult(accepted=len(fresh), duplicates=duplicates)
+        return AppendResult(accepted=len(fresh), duplicates=duplicates), fresh, rows
 
     def _count_duplicates(self, bars: Bars) -> int:
         last = self.last_time
@@ -134,14 +187,15 @@ class Stream:
         overlap = int(np.searchsorted(bars.time, last, side="right"))
         if overlap == 0:
             return 0
-        held_first = int(self.bars.time[0])
+        held = self.bars
+        held_first = int(held.time[0])
         for row in range(overlap):
             bar_time = int(bars.time[row])
             if self.first_time <= bar_time < held_first:
                 # Received once but already dropped from the buffer: take it as a re-send.
                 continue
-            position = int(np.searchsorted(self.bars.time, bar_time))
-            if position >= len(self.bars) or int(self.bars.time[position]) != bar_time:
+            position = int(np.searchsorted(held.time, bar_time))
+            if position >= len(held) or int(held.time[position]) != bar_time:
                 raise BarsRejected(
                     f"bar time={bar_time} at bar {row} is not later than the last bar received "
                     f"(time={last}) and is not a bar already held; send closed bars oldest first",
@@ -150,11 +204,11 @@ class Stream:
                     out_of_order=True,
                 )
             for name in COLUMNS[1:5]:
-                held = getattr(self.bars, name)[position]
+                held_value = getattr(held, name)[position]
                 sent = getattr(bars, name)[row]
-                if held != sent:
+                if held_value != sent:
                     raise BarsRejected(
-                        f"bar time={bar_time} at bar {row} was already received with {name}={float(held)!r}, "
+                        f"bar time={bar_time} at bar {row} was already received with {name}={float(held_value)!r}, "
                         f"now {name}={float(sent)!r}; a closed bar cannot change",
                         row=row,
                         column=name,
@@ -165,10 +219,8 @@ class Stream:
     def latest_window(self) -> np.ndarray | None:
         """Raw features (T, F) of the window ending at the last bar, or None while warming up."""
         window = self.feature_config.window
-        if len(self.features) < window:
-            return None
-        rows = self.features[-window:]
-        if not np.isfinite(rows).all():
+        rows = self._buffer.last_features(window)
+        if len(rows) < window or not np.isfinite(rows).all():
             return None
         return rows
 

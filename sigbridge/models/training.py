@@ -175,7 +175,8 @@ def predict_ends(trained_model: Any, scaling: FeatureScaling, features: np.ndarr
     """Model outputs (B, 2) for the windows ending at `ends`, in batches through the Predictor."""
     from sigbridge.models.inference import Predictor  # noqa: PLC0415
 
-    predictor = Predictor(trained_model, window)
+    # Batches only: an XLA program compiled for batch 1 would never run here.
+    predictor = Predictor(trained_model, window, jit_compile=False)
     outputs = [
         predictor.predict(scaling.apply(make_windows(features, ends[start : start + 4096], window)))
         for start in range(0, len(ends), 4096)

@@ -1,0 +1,143 @@
+"""Connection logging for the server socket, from ZeroMQ's socket monitor events.
+
+A ROUTER socket does not tell its owner when peers come and go, and libzmq builds
+ZMQ_ROUTER_NOTIFY only as a draft API, which pyzmq's wheels leave out. The socket monitor does
+report each TCP connection (by file descriptor) and each failed handshake, so this module logs
+those in a thread of its own. The peer address is read from the descriptor when the connection
+is accepted.
+
+NOTE: a monitor event names a file descriptor, not the ROUTER identity that requests are logged
+with (`client_identity=`), so connection lines and request lines cannot be joined by id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket as sockets
+import threading
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from sigbridge.logsetup import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+EVENTS = (
+    zmq.EVENT_ACCEPTED
+    | zmq.EVENT_ACCEPT_FAILED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+_POLL_MS = 100
+
+
+def peer_address(descriptor: int) -> str:
+    """`host:port` of the peer of a connected socket descriptor, or "unknown" once it closed."""
+    try:
+        duplicate = os.dup(descriptor)
+    except OSError:
+        return "unknown"
+    try:
+        connection = sockets.socket(fileno=duplicate)
+    except OSError:
+        os.close(duplicate)
+        return "unknown"
+    try:
+        with connection:
+            address = connection.getpeername()
+            family = connection.family
+    except OSError:
+        return "unknown"
+    if family == sockets.AF_INET6:
+        return f"[{address[0]}]:{address[1]}"
+    if family == sockets.AF_INET:
+        return f"{address[0]}:{address[1]}"
+    return address or "local"
+
+
+class ConnectionMonitor:
+    """Logs connects, disconnects and failed handshakes of one socket until `stop`.
+
+    Create it in the thread that owns `socket`, before binding; it starts its own thread, which
+    creates and closes the monitor's PAIR socket. Repeated lines for one peer host, such as a
+    client with a refused key that reconnects every few hundred milliseconds, are rate-limited.
+    """
+
+    def __init__(self, socket: zmq.Socket, context: zmq.Context) -> None:
+        self._socket = socket
+        self._context = context
+        self._address = f"inproc://sigbridge-monitor-{id(socket):x}"
+        self._stop = threading.Event()
+        self._peers: dict[int, str] = {}
+        self._log = RateLimitedLog(logger, burst=10)
+        socket.monitor(self._address, EVENTS)
+        self._thread = threading.Thread(target=self._run, name="sigbridge-connections", daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Connections currently open, as counted from accept and disconnect events."""
+        return len(self._peers)
+
+    def stop(self) -> None:
+        """End the thread and the monitor; call it from the socket's thread before closing it."""
+        self._stop.set()
+        self._thread.join(2.0)
+        try:
+            self._socket.disable_monitor()
+        except zmq.ZMQError as error:
+            logger.debug("disabling the socket monitor failed: %s", error)
+
+    def _run(self) -> None:
+        pair = self._context.socket(zmq.PAIR)
+        pair.setsockopt(zmq.LINGER, 0)
+        try:
+            pair.connect(self._address)
+            while not self._stop.is_set():
+                if not pair.poll(_POLL_MS):
+                    continue
+                self._handle(recv_monitor_message(pair))
+        except zmq.ContextTerminated:
+            return
+        except Exception:  # logging connections must never take the daemon down
+            logger.error("connection monitor failed; connections are no longer logged", exc_info=True)
+        finally:
+            pair.close()
+
+    def _handle(self, event: dict) -> None:
+        # pyzmq may hand `value` over as an Event flag; it is a plain number (an fd or a code).
+        kind, descriptor = event["event"], int(event["value"])
+        if kind == zmq.EVENT_ACCEPTED:
+            peer = peer_address(descriptor)
+            self._peers[descriptor] = peer
+            self._emit(logging.INFO, peer, "client connected peer=%s fd=%s connections=%s", peer, descriptor, len(self._peers))
+        elif kind == zmq.EVENT_DISCONNECTED:
+            peer = self._peers.pop(descriptor, "unknown")
+            self._emit(
+                logging.INFO, peer, "client disconnected peer=%s fd=%s connections=%s", peer, descriptor, len(self._peers)
+            )
+        elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            logger.debug("handshake succeeded peer=%s fd=%s", self._peers.get(descriptor, "unknown"), descriptor)
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            # `value` is the ZAP status code here, e.g. 400 for a refused key.
+            self._emit(logging.WARNING, "auth", "rejected a client handshake: authentication failed status=%s", descriptor)
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self._emit(
+                logging.WARNING,
+                "protocol",
+                "rejected a client handshake: ZMTP protocol error %s (a client without CURVE keys, or not ZeroMQ)",
+                descriptor,
+            )
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._emit(logging.WARNING, "handshake", "a client handshake failed errno=%s", descriptor)
+        elif kind == zmq.EVENT_ACCEPT_FAILED:
+            self._emit(logging.WARNING, "accept", "accepting a connection failed errno=%s", descriptor)
+
+    def _emit(self, level: int, key: str, message: str, *args: object) -> None:
+        host = key.rsplit(":", 1)[0] if ":" in key else key
+        self._log.log(level, host, message, *args)

@@ -1,0 +1,329 @@
+"""The bar database: every accepted bar of every stream in SQLite, and streams rebuilt from it.
+
+One file, `<state_dir>/bars.sqlite3`, in WAL mode. The dispatcher writes each `bars` message in
+one transaction before it sends the reply, so an acknowledged bar is on disk when the client
+learns of it. Bars are keyed by stream and bar time: writing a time again replaces the stored
+bar (a correction), and gaps between bar times are allowed.
+
+Durability: with `storage.synchronous = "full"` every commit waits for the WAL to reach the disk,
+so acknowledged bars survive a power loss. With "normal" a commit only reaches the operating
+system, so they survive a `kill -9` of the daemon but the last ones may be lost on a power loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from sigbridge.bars import COLUMNS, Bars
+from sigbridge.config import Config
+from sigbridge.daemon.sessions import BarsRejected, Stream, StreamKey
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = (
+    """
+    CREATE TABLE streams (
+        id INTEGER PRIMARY KEY,
+        client TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        timeframe TEXT NOT NULL,
+        point REAL NOT NULL,
+        digits INTEGER NOT NULL,
+        utc_offset INTEGER NOT NULL,
+        UNIQUE (client, symbol, timeframe)
+    )
+    """,
+    """
+    CREATE TABLE bars (
+        stream_id INTEGER NOT NULL REFERENCES streams (id),
+        time INTEGER NOT NULL,
+        open REAL NOT NULL,
+        high REAL NOT NULL,
+        low REAL NOT NULL,
+        close REAL NOT NULL,
+        tick_volume INTEGER NOT NULL,
+        spread INTEGER NOT NULL,
+        volume INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, time)
+    ) WITHOUT ROWID
+    """,
+)
+# Seconds a write waits for a lock held by another connection, e.g. an operator's sqlite3 shell.
+BUSY_TIMEOUT_SECONDS = 5.0
+_BAR_COLUMNS = ", ".join(COLUMNS)
+
+
+class StorageError(RuntimeError):
+    """Raised when the bar database cannot be opened, read or written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredStream:
+    """A stream as stored in the database, without its bars."""
+
+    key: StreamKey
+    point: float
+    digits: int
+    utc_offset: int
+    bar_count: int
+    first_time: int | None
+
+
+class BarStore:
+    """The SQLite bar database of one state folder, safe to call from several threads.
+
+    Opening takes an exclusive `flock` on `<database>.lock`, so a second daemon on the same state
+    folder stops at start-up instead of writing the same streams. The kernel releases the lock
+    when the process ends, `kill -9` included.
+
+    Args:
+        path: the database file; created with its schema when missing.
+        synchronous: SQLite's `synchronous` setting, "full" or "normal".
+        busy_timeout: seconds a write waits for another connection's lock.
+
+    Raises:
+        StorageError: the file is damaged, not a database, from a newer schema, or in use.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "full", busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"`synchronous` must be \"full\" or \"normal\", received synchronous={synchronous!r}")
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stream_ids: dict[StreamKey, int] = {}
+        self._lock_file = self._acquire_folder_lock()
+        try:
+            self._connection = self._connect(synchronous, busy_timeout)
+        except BaseException:
+            self._lock_file.close()
+            raise
+        logger.info("opened bar database path=%s synchronous=%s", self.path, synchronous)
+
+    def _acquire_folder_lock(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open until close()
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StorageError(
+                f"bar database {self.path} is in use by another sigbridge process (lock file {lock_path}); "
+                "stop it or give this daemon its own --state-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def _connect(self, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open bar database {self.path}: {error}") from None
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"bar database {self.path} cannot use WAL mode (journal_mode={mode})")
+            connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            connection.execute("PRAGMA foreign_keys=ON")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                connection.execute("COMMIT")
+            elif version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"bar database {self.path} has schema version {version}, newer than this sigbridge's "
+                    f"{SCHEMA_VERSION}; run the sigbridge version that wrote it"
+                )
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StorageError(
+                f"bar database {self.path} is damaged or not a SQLite database ({error}); move it aside "
+                "to start with an empty database, or restore it from a backup"
+            ) from None
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database file, close it and release the folder lock."""
+        with self._lock:
+            if self._connection is None:
+                return
+            try:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                # The WAL stays and is replayed on the next open, so no bar is lost.
+                logger.error("checkpoint of bar database path=%s failed: %s", self.path, error)
+            self._connection.close()
+            self._connection = None
+            self._lock_file.close()
+        logger.info("closed bar database path=%s", self.path)
+
+    def save_stream(self, key: StreamKey, *, point: float, digits: int, utc_offset: int) -> None:
+        """Insert a stream, or update the symbol properties of a stored one.
+
+        Raises:
+            StorageError: the write failed; nothing changed.
+        """
+        with self._lock:
+            self._write(
+                "save stream " + str(key),
+                lambda connection: connection.execute(
+                    "INSERT INTO streams (client, symbol, timeframe, point, digits, utc_offset) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (client, symbol, timeframe) "
+                    "DO UPDATE SET point = excluded.point, digits = excluded.digits, utc_offset = excluded.utc_offset",
+                    (key.client, key.symbol, key.timeframe, point, digits, utc_offset),
+                ),
+            )
+
+    def save_bars(self, key: StreamKey, bars: Bars) -> None:
+        """Store bars of a saved stream in one transaction; a stored bar time is replaced.
+
+        Raises:
+            StorageError: the write failed or the stream was never saved; nothing was stored.
+        """
+        if not len(bars):
+            return
+        with self._lock:
+            stream_id = self._stream_id(key)
+            columns = [getattr(bars, name).tolist() for name in COLUMNS]
+            rows = [(stream_id, *row) for row in zip(*columns)]
+            self._write(
+                f"save {len(rows)} bars of {key}",
+                lambda connection: connection.executemany(
+                    f"INSERT OR REPLACE INTO bars (stream_id, {_BAR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                ),
+            )
+
+    def _write(self, action: str, statement) -> None:
+        connection = self._open_connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            statement(connection)
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise StorageError(f"bar database {self.path}: cannot {action}: {error}") from None
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StorageError(f"bar database {self.path} is closed")
+        return self._connection
+
+    def _stream_id(self, key: StreamKey) -> int:
+        stream_id = self._stream_ids.get(key)
+        if stream_id is not None:
+            return stream_id
+        try:
+            row = self._open_connection().execute(
+                "SELECT id FROM streams WHERE client = ? AND symbol = ? AND timeframe = ?",
+                (key.client, key.symbol, key.timeframe),
+            ).fetchone()
+        except sqlite3.Error as error:
+            raise StorageError(f"bar database {self.path}: cannot look up stream {key}: {error}") from None
+        if row is None:
+            raise StorageError(f"bar database {self.path} has no stream {key}; save the stream before its bars")
+        self._stream_ids[key] = row[0]
+        return row[0]
+
+    def streams(self) -> list[StoredStream]:
+        """List every stored stream with its bar count and first bar time, ordered by key."""
+        with self._lock:
+            try:
+                rows = self._open_connection().execute(
+                    "SELECT s.client, s.symbol, s.timeframe, s.point, s.digits, s.utc_offset, "
+                    "(SELECT COUNT(*) FROM bars b WHERE b.stream_id = s.id), "
+                    "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id) "
+                    "FROM streams s ORDER BY s.client, s.symbol, s.timeframe"
+                ).fetchall()
+            except sqlite3.Error as error:
+                raise StorageError(f"bar database {self.path}: cannot list streams: {error}") from None
+        return [
+            StoredStream(StreamKey(client, symbol, timeframe), point, digits, utc_offset, count, first)
+            for client, symbol, timeframe, point, digits, utc_offset, count, first in rows
+        ]
+
+    def load_bars(self, key: StreamKey, *, last: int | None = None) -> Bars:
+        """The stream's stored bars, oldest first; only the `last` newest ones when given."""
+        with self._lock:
+            stream_id = self._stream_id(key)
+            try:
+                rows = self._open_connection().execute(
+                    f"SELECT {_BAR_COLUMNS} FROM bars WHERE stream_id = ? ORDER BY time DESC LIMIT ?",
+                    (stream_id, -1 if last is None else last),
+                ).fetchall()
+            except sqlite3.Error as error:
+                raise StorageError(f"bar database {self.path}: cannot read the bars of {key}: {error}") from None
+        if not rows:
+            return Bars.empty()
+        rows.reverse()
+        return Bars.from_columns(*zip(*rows))
+
+
+def load_stream(store: BarStore, stored: StoredStream, config: Config) -> Stream:
+    """Rebuild a stream from its stored bars, as if they had just been received.
+
+    Features are recomputed from the newest `server.max_bars_per_stream` bars. Their recursive
+    averages forget their seed within a few hundred bars, so the last window matches the stream
+    before the restart to within float rounding once the buffer is full.
+
+    Raises:
+        StorageError: the bars cannot be read, or the stored bars are invalid.
+    """
+    stream = Stream(
+        stored.key,
+        point=stored.point,
+        digits=stored.digits,
+        utc_offset=stored.utc_offset,
+        features=config.features,
+        max_bars=config.server.max_bars_per_stream,
+    )
+    bars = store.load_bars(stored.key, last=config.server.max_bars_per_stream)
+    if not len(bars):
+        return stream
+    try:
+        stream.append(bars)
+    except BarsRejected as error:
+        raise StorageError(
+            f"bar database {store.path} holds invalid bars for stream {stored.key}: {error}"
+        ) from None
+    # Bars older than the buffer count too: re-sends of them are duplicates, and warm-up and
+    # training thresholds see every bar received.
+    stream.bars_seen = stored.bar_count
+    stream.first_time = stored.first_time
+    return stream
+
+
+def load_streams(store: BarStore, config: Config) -> list[Stream]:
+    """Rebuild every stored stream; see `load_stream`."""
+    streams = []
+    for stored in store.streams():
+        stream = load_stream(store, stored, config)
+        logger.info(
+            "restored stream client=%s symbol=%s timeframe=%s bars=%s last_bar_time=%s",
+            stored.key.client,
+            stored.key.symbol,
+            stored.key.timeframe,
+            stored.bar_count,
+            stream.last_time,
+        )
+        streams.append(stream)
+    return streams

@@ -1,0 +1,127 @@
+"""Control requests (`rollback`, `unpin`): decoding, and `sigbridge models` against a running daemon."""
+
+import json
+import shutil
+
+import pytest
+
+from sigbridge.cli import build_parser, resolve_config
+from sigbridge.client import SigBridgeClient
+from sigbridge.daemon.codes import ErrorCode, ExitCode
+from sigbridge.daemon.protocol import PROTOCOL_VERSION, ProtocolError, Rollback, Unpin, decode_request, encode
+from sigbridge.model_commands import run_models_command
+from sigbridge.models.versions import PIN_FILE, version_folder
+
+from conftest import TRAIN_BARS, start_daemon
+
+
+def decode(**fields):
+    return decode_request(encode({"v": PROTOCOL_VERSION, "id": 5, **fields}))
+
+
+def test_decode_rollback():
+    request = decode(type="rollback", symbol="EURUSD", timeframe="H1", version=3)
+    assert request == Rollback(id=5, symbol="EURUSD", timeframe="H1", version=3)
+
+
+def test_decode_unpin():
+    assert decode(type="unpin", symbol="EURUSD", timeframe="H1") == Unpin(id=5, symbol="EURUSD", timeframe="H1")
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"symbol": "EURUSD", "timeframe": "H1", "version": 0}, "version"),
+        ({"symbol": "EURUSD", "timeframe": "H1", "version": "3"}, "version"),
+        ({"symbol": "EURUSD", "timeframe": "H1", "version": True}, "version"),
+        ({"symbol": "EURUSD", "timeframe": "H7", "version": 3}, "timeframe"),
+        ({"symbol": "EURUSD", "timeframe": "H1"}, "version"),
+        ({"symbol": "EURUSD", "timeframe": "H1", "version": 3, "force": True}, "force"),
+    ],
+)
+def test_decode_rollback_rejects(fields, field):
+    with pytest.raises(ProtocolError) as excinfo:
+        decode(type="rollback", **fields)
+    assert excinfo.value.code == ErrorCode.INVALID_FIELD
+    assert excinfo.value.field == field
+    assert excinfo.value.request_id == 5
+
+
+@pytest.fixture
+def two_versions(daemon_state):
+    """The daemon state with EURUSD H1 bundles v1 and v2 (a renumbered copy of v1)."""
+    models_dir = daemon_state.paths.models_dir
+    target = version_folder(models_dir, "EURUSD", "H1", 2)
+    shutil.copytree(version_folder(models_dir, "EURUSD", "H1", 1), target)
+    manifest = json.loads((target / "bundle.json").read_text())
+    manifest["version"] = 2
+    (target / "bundle.json").write_text(json.dumps(manifest))
+    return daemon_state
+
+
+def models_command(config, *arguments):
+    args = build_parser().parse_args(["models", *arguments, "--state-dir", str(config.paths.state_dir)])
+    return run_models_command(args, resolve_config(args))
+
+
+def signal_version(endpoint, eurusd, index):
+    with SigBridgeClient(endpoint, timeout=30) as client:
+        client.hello(client="control-test", symbol="EURUSD", timeframe="H1", digits=eurusd.digits, point=eurusd.point)
+        reply = client.send_bars("EURUSD", "H1", eurusd.bars[: index + 1])
+    assert reply["type"] == "signal"
+    return reply["model_version"]
+
+
+def test_rollback_reaches_running_daemon(two_versions, eurusd, capsys):
+    running = start_daemon(two_versions, train=False)
+    try:
+        assert signal_version(running.endpoint, eurusd, TRAIN_BARS) == 2
+        assert models_command(two_versions, "rollback", "EURUSD_H1", "1", "--endpoint", running.endpoint) == ExitCode.OK
+        assert "pinned" in capsys.readouterr().out
+        assert signal_version(running.endpoint, eurusd, TRAIN_BARS + 1) == 1
+    finally:
+        running.stop()
+
+    # The pin outlives the daemon.
+    restarted = start_daemon(two_versions, train=False)
+    try:
+        assert signal_version(restarted.endpoint, eurusd, TRAIN_BARS + 2) == 1
+        assert models_command(two_versions, "unpin", "EURUSD_H1", "--endpoint", restarted.endpoint) == ExitCode.OK
+        assert signal_version(restarted.endpoint, eurusd, TRAIN_BARS + 3) == 2
+    finally:
+        restarted.stop()
+    assert not (two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).exists()
+
+
+def test_rollback_unknown_version_rejected(two_versions):
+    running = start_daemon(two_versions, train=False)
+    try:
+        with SigBridgeClient(running.endpoint, timeout=30) as client:
+            reply = client.request({"type": "rollback", "symbol": "EURUSD", "timeframe": "H1", "version": 7}, raise_errors=False)
+    finally:
+        running.stop()
+    assert reply["type"] == "error"
+    assert reply["code"] == ErrorCode.MODEL_NOT_FOUND
+    assert "versions on disk: [1, 2]" in reply["message"]
+
+
+def test_models_rollback_offline_writes_pin(two_versions, capsys):
+    assert models_command(two_versions, "rollback", "EURUSD_H1", "1") == ExitCode.OK
+    pin = json.loads((two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).read_text())
+    assert pin["version"] == 1
+    assert "pass --endpoint" in capsys.readouterr().out
+
+
+def test_models_list_marks_pin(two_versions, capsys):
+    models_command(two_versions, "rollback", "EURUSD_H1", "1")
+    capsys.readouterr()
+    assert models_command(two_versions, "list", "--json") == ExitCode.OK
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["version"], row["serving"], row["pinned"]) for row in rows] == [(1, True, True), (2, False, False)]
+
+
+def test_models_rollback_unknown_stream(two_versions):
+    from sigbridge.models.bundle import BundleError
+
+    with pytest.raises(BundleError, match="no intact model bundle"):
+        models_command(two_versions, "rollback", "GBPUSD_H1", "1")

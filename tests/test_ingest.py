@@ -1,0 +1,259 @@
+"""Accepting bars: corrections of the last bar, conflicts, and storage before the reply."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from sigbridge.bars import COLUMNS, Bars
+from sigbridge.client import bars_message
+from sigbridge.daemon import ingest
+from sigbridge.daemon.codes import ErrorCode
+from sigbridge.daemon.dispatcher import Dispatcher
+from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
+from sigbridge.daemon.sessions import BarsRejected, Stream, StreamKey
+from sigbridge.daemon.storage import BarStore
+from sigbridge.daemon.trainer import ModelRegistry
+
+KEY = StreamKey("ea-1", "EURUSD", "H1")
+IDENTITY = b"\x00ea-1"
+
+
+def new_stream(config) -> Stream:
+    return Stream(KEY, point=1e-05, digits=5, utc_offset=0, features=config.features, max_bars=config.server.max_bars_per_stream)
+
+
+def with_close(bars: Bars, row: int, delta: float) -> Bars:
+    columns = {name: np.array(getattr(bars, name)) for name in COLUMNS}
+    columns["close"][row] += delta
+    columns["high"][row] = max(columns["high"][row], columns["close"][row])
+    columns["low"][row] = min(columns["low"][row], columns["close"][row])
+    return Bars(**columns)
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = BarStore(tmp_path / "bars.sqlite3", synchronous="normal", busy_timeout=0.1)
+    opened.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def held(store, fast_config, eurusd):
+    """A stored stream holding the first 300 bars."""
+    stream, _ = ingest.append_bars(store, new_stream(fast_config), eurusd.bars[:300])
+    return stream
+
+
+def test_ingest_correction_replaces_last_bar(store, held, fast_config, eurusd):
+    corrected = with_close(eurusd.bars[:300], 299, 0.0003)
+    stream, result = ingest.append_bars(store, held, corrected[299:300])
+    assert (result.accepted, result.duplicates) == (1, 0)
+    assert stream.bars.close[-1] == corrected.close[299]
+    assert stream.bars_seen == 300
+    assert store.load_bars(KEY, last=1).close[0] == corrected.close[299]
+    reference = new_stream(fast_config)
+    reference.append(corrected)
+    np.testing.assert_array_equal(stream.latest_window(), reference.latest_window())
+
+
+def test_ingest_correction_with_new_bars(store, held, eurusd):
+    sent = with_close(eurusd.bars[297:302], 2, -0.0002)
+    stream, result = ingest.append_bars(store, held, sent)
+    assert (result.accepted, result.duplicates) == (3, 2)
+    assert stream.bars_seen == 302
+    assert stream.last_time == int(eurusd.bars.time[301])
+    assert len(store.load_bars(KEY)) == 302
+
+
+def test_ingest_identical_last_bar_is_duplicate(store, held, eurusd):
+    stream, result = ingest.append_bars(store, held, eurusd.bars[299:300])
+    assert stream is held
+    assert (result.accepted, result.duplicates) == (0, 1)
+
+
+def test_ingest_changed_older_bar_rejected(store, held, eurusd):
+    sent = with_close(eurusd.bars[298:301], 0, 0.0002)
+    with pytest.raises(BarsRejected) as excinfo:
+        ingest.append_bars(store, held, sent)
+    assert excinfo.value.column == "close"
+    assert excinfo.value.out_of_order
+    assert held.last_time == int(eurusd.bars.time[299])
+    assert len(store.load_bars(KEY)) == 300
+
+
+def test_ingest_correction_after_changed_older_bar_rejected(store, held, eurusd):
+    sent = with_close(with_close(eurusd.bars[298:300], 0, 0.0002), 1, 0.0002)
+    with pytest.raises(BarsRejected):
+        ingest.append_bars(store, held, sent)
+    assert store.load_bars(KEY, last=1).close[0] == eurusd.bars.close[299]
+    assert held.bars.close[-1] == eurusd.bars.close[299]
+
+
+def test_ingest_correction_with_invalid_new_bar_rejected(store, held, eurusd):
+    sent = with_close(eurusd.bars[299:301], 0, 0.0002)
+    sent.high[1] = sent.low[1] - 0.001
+    with pytest.raises(BarsRejected) as excinfo:
+        ingest.append_bars(store, held, sent)
+    assert excinfo.value.column == "high"
+    assert store.load_bars(KEY, last=1).close[0] == eurusd.bars.close[299]
+
+
+def hold_write_lock(store: BarStore) -> sqlite3.Connection:
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
+def test_ingest_failed_write_applies_nothing(store, held, eurusd):
+    blocker = hold_write_lock(store)
+    try:
+        with pytest.raises(ingest.NotStored) as excinfo:
+            ingest.append_bars(store, held, eurusd.bars[300:310])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    previous = excinfo.value.stream
+    assert previous.last_time == int(eurusd.bars.time[299])
+    assert previous.bars_seen == 300
+    # The re-send is accepted and stored, not taken for a duplicate.
+    stream, result = ingest.append_bars(store, previous, eurusd.bars[300:310])
+    assert (result.accepted, result.duplicates) == (10, 0)
+    assert len(store.load_bars(KEY)) == 310
+
+
+def test_ingest_failed_correction_write_applies_nothing(store, held, eurusd):
+    corrected = with_close(eurusd.bars[299:300], 0, 0.0003)
+    blocker = hold_write_lock(store)
+    try:
+        with pytest.raises(ingest.NotStored) as excinfo:
+            ingest.append_bars(store, held, corrected)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert excinfo.value.stream.bars.close[-1] == eurusd.bars.close[299]
+    assert store.load_bars(KEY, last=1).close[0] == eurusd.bars.close[299]
+
+
+def test_ingest_first_bars_failed_write_leaves_empty_stream(store, fast_config, eurusd):
+    blocker = hold_write_lock(store)
+    try:
+        with pytest.raises(ingest.NotStored) as excinfo:
+            ingest.append_bars(store, new_stream(fast_config), eurusd.bars[:5])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert excinfo.value.stream.last_time is None
+    assert excinfo.value.stream.first_time is None
+    assert excinfo.value.stream.bars_seen == 0
+
+
+# The dispatcher with a store: replies only for stored bars, and streams restored on start.
+
+
+def frame(body, request_id=1):
+    return encode({"v": PROTOCOL_VERSION, "id": request_id, **body})
+
+
+def hello(eurusd, client="ea-1"):
+    return frame(
+        {
+            "type": "hello",
+            "client": client,
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+            "digits": eurusd.digits,
+            "point": eurusd.point,
+            "utc_offset": 0,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(trained_models_dir):
+    """One registry for the module, so the trained model is loaded once; no test writes bundles."""
+    return ModelRegistry(trained_models_dir)
+
+
+def test_dispatcher_stores_bars_before_reply(tmp_path, daemon_state, registry, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        dispatcher.handle(IDENTITY, hello(eurusd))
+        reply = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        assert reply["type"] == "signal"
+        # A second connection reads the bars as soon as the reply exists.
+        with sqlite3.connect(store.path) as connection:
+            count = connection.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
+        assert count == 250
+    finally:
+        store.close()
+
+
+def test_dispatcher_correction_gets_signal(tmp_path, daemon_state, registry, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3", synchronous="normal")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        dispatcher.handle(IDENTITY, hello(eurusd))
+        first = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        message = bars_message("EURUSD", "H1", eurusd.bars[249:250])
+        message["close"][0] += 0.0005
+        message["high"][0] = max(message["high"][0], message["close"][0])
+        reply = dispatcher.handle(IDENTITY, frame(message, 3))
+    finally:
+        store.close()
+    assert reply["type"] == "signal"
+    assert reply["bar_time"] == first["bar_time"]
+    assert (reply["accepted"], reply["duplicates"]) == (1, 0)
+    assert reply["score"] != first["score"]
+
+
+def test_dispatcher_failed_write_replies_internal_error(tmp_path, daemon_state, registry, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3", busy_timeout=0.1)
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        dispatcher.handle(IDENTITY, hello(eurusd))
+        dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        blocker = hold_write_lock(store)
+        try:
+            failed = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 3))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        welcome = dispatcher.handle(IDENTITY, hello(eurusd))
+        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 4))
+    finally:
+        store.close()
+    assert failed["code"] == ErrorCode.INTERNAL_ERROR
+    assert failed["id"] == 3
+    assert "nothing was applied" in failed["message"]
+    assert welcome["bars_held"] == 250
+    assert retried["accepted"] == 1
+
+
+def test_dispatcher_restores_streams_from_store(tmp_path, daemon_state, registry, eurusd):
+    path = tmp_path / "bars.sqlite3"
+    store = BarStore(path)
+    dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+    dispatcher.handle(IDENTITY, hello(eurusd))
+    dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
+    store.close()
+
+    reopened = BarStore(path)
+    try:
+        restarted = Dispatcher(daemon_state, registry, None, store=reopened)
+        welcome = restarted.handle(b"\x00new-socket", hello(eurusd))
+        reply = restarted.handle(b"\x00new-socket", frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
+    finally:
+        reopened.close()
+    uninterrupted = Dispatcher(daemon_state, registry, None)
+    uninterrupted.handle(IDENTITY, hello(eurusd))
+    uninterrupted.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
+    expected = uninterrupted.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
+
+    assert welcome["bars_held"] == 300
+    assert welcome["last_bar_time"] == int(eurusd.bars.time[299])
+    assert reply["type"] == "signal"
+    assert reply["score"] == expected["score"]
+    assert reply["distance"] == expected["distance"]

@@ -1,0 +1,204 @@
+"""The SQLite bar database and streams rebuilt from it, on real database files."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from sigbridge.bars import COLUMNS, Bars
+from sigbridge.daemon.sessions import Stream, StreamKey
+from sigbridge.daemon.storage import SCHEMA_VERSION, BarStore, StorageError, load_stream, load_streams
+
+KEY = StreamKey("ea-1", "EURUSD", "H1")
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = BarStore(tmp_path / "bars.sqlite3", synchronous="normal")
+    opened.save_stream(KEY, point=1e-05, digits=5, utc_offset=7200)
+    yield opened
+    opened.close()
+
+
+def assert_same_bars(actual: Bars, expected: Bars) -> None:
+    assert len(actual) == len(expected)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name), err_msg=name)
+
+
+def with_close(bars: Bars, row: int, close: float) -> Bars:
+    columns = {name: np.array(getattr(bars, name)) for name in COLUMNS}
+    columns["close"][row] = close
+    columns["high"][row] = max(columns["high"][row], close)
+    columns["low"][row] = min(columns["low"][row], close)
+    return Bars(**columns)
+
+
+def test_store_uses_wal_mode(store):
+    with sqlite3.connect(store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_store_round_trips_bars(store, eurusd):
+    store.save_bars(KEY, eurusd.bars[:100])
+    assert_same_bars(store.load_bars(KEY), eurusd.bars[:100])
+
+
+def test_store_deduplicates_by_time(store, eurusd):
+    store.save_bars(KEY, eurusd.bars[:10])
+    store.save_bars(KEY, eurusd.bars[5:15])
+    assert_same_bars(store.load_bars(KEY), eurusd.bars[:15])
+
+
+def test_store_replaces_corrected_bar(store, eurusd):
+    store.save_bars(KEY, eurusd.bars[:10])
+    corrected = with_close(eurusd.bars[:10], 9, float(eurusd.bars.close[9]) + 0.0002)
+    store.save_bars(KEY, corrected[9:10])
+    loaded = store.load_bars(KEY)
+    assert len(loaded) == 10
+    assert loaded.close[9] == corrected.close[9]
+    assert loaded.close[8] == eurusd.bars.close[8]
+
+
+def test_store_allows_gaps(store, eurusd):
+    store.save_bars(KEY, eurusd.bars[:5])
+    store.save_bars(KEY, eurusd.bars[20:25])
+    loaded = store.load_bars(KEY)
+    np.testing.assert_array_equal(loaded.time, np.concatenate([eurusd.bars.time[:5], eurusd.bars.time[20:25]]))
+
+
+def test_store_loads_newest_bars(store, eurusd):
+    store.save_bars(KEY, eurusd.bars[:50])
+    assert_same_bars(store.load_bars(KEY, last=7), eurusd.bars[43:50])
+
+
+def test_store_lists_streams_after_reopen(tmp_path, eurusd):
+    path = tmp_path / "bars.sqlite3"
+    first = BarStore(path)
+    first.save_stream(KEY, point=1e-05, digits=5, utc_offset=7200)
+    first.save_bars(KEY, eurusd.bars[:30])
+    first.close()
+
+    second = BarStore(path)
+    try:
+        (stored,) = second.streams()
+        loaded = second.load_bars(KEY)
+    finally:
+        second.close()
+    assert stored.key == KEY
+    assert (stored.point, stored.digits, stored.utc_offset) == (1e-05, 5, 7200)
+    assert stored.bar_count == 30
+    assert stored.first_time == int(eurusd.bars.time[0])
+    assert_same_bars(loaded, eurusd.bars[:30])
+
+
+def test_store_updates_stream_properties(store):
+    store.save_stream(KEY, point=1e-03, digits=3, utc_offset=10800)
+    (stored,) = store.streams()
+    assert (stored.point, stored.digits, stored.utc_offset) == (1e-03, 3, 10800)
+
+
+def test_store_bars_of_unknown_stream_rejected(store, eurusd):
+    with pytest.raises(StorageError, match="save the stream before its bars"):
+        store.save_bars(StreamKey("other", "EURUSD", "H1"), eurusd.bars[:3])
+
+
+def test_store_second_opener_rejected(store):
+    with pytest.raises(StorageError, match="in use by another sigbridge process"):
+        BarStore(store.path)
+
+
+def test_store_newer_schema_rejected(tmp_path):
+    path = tmp_path / "bars.sqlite3"
+    BarStore(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer than this sigbridge"):
+        BarStore(path)
+
+
+def test_store_damaged_file_rejected(tmp_path):
+    path = tmp_path / "bars.sqlite3"
+    path.write_bytes(b"this is not a database, " * 200)
+    with pytest.raises(StorageError, match="damaged or not a SQLite database"):
+        BarStore(path)
+
+
+def test_store_failed_write_stores_nothing(tmp_path, eurusd):
+    path = tmp_path / "bars.sqlite3"
+    store = BarStore(path, busy_timeout=0.1)
+    store.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+    store.save_bars(KEY, eurusd.bars[:5])
+    # Another connection holds the write lock, as an operator's sqlite3 shell could.
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match="cannot save 5 bars"):
+            store.save_bars(KEY, eurusd.bars[5:10])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    try:
+        assert_same_bars(store.load_bars(KEY), eurusd.bars[:5])
+    finally:
+        store.close()
+
+
+def test_store_close_checkpoints_wal(tmp_path, eurusd):
+    path = tmp_path / "bars.sqlite3"
+    store = BarStore(path)
+    store.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+    store.save_bars(KEY, eurusd.bars[:100])
+    store.close()
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
+def fed_stream(config, bars: Bars, chunk: int) -> Stream:
+    stream = Stream(
+        KEY, point=1e-05, digits=5, utc_offset=7200, features=config.features, max_bars=config.server.max_bars_per_stream
+    )
+    for start in range(0, len(bars), chunk):
+        stream.append(bars[start : start + chunk])
+    return stream
+
+
+def test_load_stream_matches_uninterrupted_stream(store, fast_config, eurusd):
+    bars = eurusd.bars[:700]
+    store.save_bars(KEY, bars)
+    (stored,) = store.streams()
+    restored = load_stream(store, stored, fast_config)
+    original = fed_stream(fast_config, bars, chunk=50)
+    assert restored.last_time == original.last_time
+    assert restored.bars_seen == original.bars_seen
+    assert restored.first_time == original.first_time
+    np.testing.assert_array_equal(restored.latest_window(), original.latest_window())
+
+
+def test_load_stream_caps_buffer(store, fast_config, eurusd):
+    config = fast_config.replace("server", max_bars_per_stream=400)
+    bars = eurusd.bars[:1000]
+    store.save_bars(KEY, bars)
+    (stored,) = store.streams()
+    restored = load_stream(store, stored, config)
+    original = fed_stream(config, bars, chunk=100)
+    assert len(restored.bars) == 400
+    assert restored.bars_seen == 1000
+    assert restored.first_time == int(bars.time[0])
+    # The recursive averages forget the bars before the buffer: the windows agree closely.
+    np.testing.assert_allclose(restored.latest_window(), original.latest_window(), rtol=1e-6, atol=1e-9)
+    # A re-sent bar older than the buffer is a duplicate, as it was before the restart.
+    result = restored.append(bars[100:101])
+    assert (result.accepted, result.duplicates) == (0, 1)
+
+
+def test_load_streams_restores_each_stream(store, fast_config, eurusd):
+    other = StreamKey("ea-2", "GBPUSD", "M15")
+    store.save_stream(other, point=1e-05, digits=5, utc_offset=0)
+    store.save_bars(KEY, eurusd.bars[:20])
+    store.save_bars(other, eurusd.bars[:7])
+    streams = {stream.key: stream for stream in load_streams(store, fast_config)}
+    assert streams[KEY].bars_seen == 20
+    assert streams[other].bars_seen == 7
+    assert streams[other].utc_offset == 0
