@@ -1,5 +1,3 @@
-import sys
+from sigbridge.cli import run
 
-from sigbridge.cli import main
-
-sys.exit(main())
+run()

@@ -177,5 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.FAILURE
 
 
+def run() -> None:
+    """Run `main` as the `sigbridge` program and exit without interpreter teardown.
+
+    NOTE: with TensorFlow 2.21 on CPU, a process that has trained a model aborts during
+    interpreter shutdown ("terminate called ... exception not rethrown") after all work is done.
+    Flushing and calling `os._exit` keeps the real exit code. In-process callers use `main`.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def print_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
