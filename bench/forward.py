@@ -52,14 +52,21 @@ def forward_modes(model, window: int, *, quick: bool) -> list[dict]:
     return results
 
 
-def per_window_cost(model, window: int, batches: tuple[int, ...], *, quick: bool) -> dict[int, float]:
-    """Time one forward pass through the Predictor at each batch size; return microseconds per window."""
+def per_window_cost(model, window: int, batches: tuple[int, ...], *, quick: bool) -> dict[str, float]:
+    """Time one Predictor call at each batch size; return microseconds per window by label.
+
+    The largest batch is also timed in one forward pass, without the Predictor's chunks, as
+    replay ran it before (4,096 windows per pass).
+    """
     predictor = Predictor(model, window)
     predictor.wait_for_xla()
+    unchunked = Predictor(model, window, jit_compile=False, chunk_size=max(batches))
     costs = {}
     for batch in batches:
         windows = np.random.default_rng(batch).normal(size=(batch, window, 4)).astype(np.float32)
         calls = max(5, min(500, (2000 if not quick else 400) // batch))
         samples = time_calls(lambda: predictor.predict(windows), calls, warm_up=3)
-        costs[batch] = percentile(samples, 50) / batch * 1e6
+        costs[f"batch {batch}"] = percentile(samples, 50) / batch * 1e6
+    samples = time_calls(lambda: unchunked.predict(windows), calls, warm_up=3)
+    costs[f"batch {max(batches)} in one pass (before)"] = percentile(samples, 50) / max(batches) * 1e6
     return costs

@@ -16,7 +16,7 @@ def _met(value: float | None, limit: float, *, below: bool) -> bool | None:
     return value <= limit if below else value >= limit
 
 
-def floor_rows(floor: dict, forward: list[dict], per_window: dict[int, float]) -> tuple[list[Row], float]:
+def floor_rows(floor: dict, forward: list[dict], per_window: dict[str, float]) -> tuple[list[Row], float]:
     """Build the floor rows and return them with the floor in ms: echo p50 plus the fastest forward p50."""
     fastest = min(way["p50_ms"] for way in forward if "p50_ms" in way)
     floor_ms = floor["p50_ms"] + fastest
@@ -28,8 +28,8 @@ def floor_rows(floor: dict, forward: list[dict], per_window: dict[int, float]) -
         if "p50_ms" in way:
             rows.append(Row("forward, batch 1", way["name"], way["p50_ms"], "ms", note=way["what"]))
     rows.append(Row("floor", "floor = echo p50 + fastest forward p50", floor_ms, "ms"))
-    for batch, cost in per_window.items():
-        rows.append(Row("forward per window", f"batch {batch}", cost, "us/window"))
+    for label, cost in per_window.items():
+        rows.append(Row("forward per window", label, cost, "us/window"))
     return rows, floor_ms
 
 

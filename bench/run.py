@@ -108,7 +108,7 @@ def _measure(args, config, workdir: Path) -> tuple[list[Row], dict]:
     _progress("floor: pyzmq echo and forward passes")
     floor = serving.echo_floor(_one_bar_payload(long_bars), plan=plan)
     forward = forward_bench.forward_modes(bundle.model, bundle.window, quick=args.quick)
-    per_window = forward_bench.per_window_cost(bundle.model, bundle.window, (1, 8, 32, 256, 1024), quick=args.quick)
+    per_window = forward_bench.per_window_cost(bundle.model, bundle.window, (1, 8, 32, 256, 4096), quick=args.quick)
 
     common = {"point": point, "digits": digits}
     # Every acknowledged bar waits for a disk sync in the shipped config, so its counts are smaller.

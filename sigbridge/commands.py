@@ -91,7 +91,7 @@ def run_feed(args: argparse.Namespace, config: Config) -> int:
 
 
 def _curve_keys(args: argparse.Namespace) -> tuple[bytes, bytes, bytes] | None:
-    """The CURVE keys of `feed` from --server-key and --client-key, or None when neither is given."""
+    """Read the CURVE keys of `feed` from --server-key and --client-key; None when neither is given."""
     from sigbridge.config import ConfigError  # noqa: PLC0415
     from sigbridge.daemon.security import read_key_pair, read_public_key  # noqa: PLC0415
 

@@ -34,8 +34,9 @@ class ServerConfig:
     # stream's `utc_offset`. A closed bar opened in the past, so this only absorbs clock skew and a
     # wrong offset; bar times sent in milliseconds exceed it.
     max_future_seconds: int = 86_400
-    # Messages ZeroMQ queues per connection in each direction (ZMQ_RCVHWM and ZMQ_SNDHWM).
-    max_queued_messages: int = 1000
+    # Messages ZeroMQ queues per connection in each direction (ZMQ_RCVHWM and ZMQ_SNDHWM). With
+    # `max_message_bytes` it bounds the memory one connection can take.
+    max_queued_messages: int = 100
     # Maximum bars requests that share one forward pass of a model; 1 turns micro-batching off.
     # Requests that arrive together share a forward pass without waiting.
     max_batch: int = 64

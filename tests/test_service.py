@@ -471,7 +471,7 @@ def test_serve_kill_9_restart_then_sigterm(tmp_path, trained_models_dir, eurusd)
     assert any(entry.get("endpoint") == restarted.endpoint for entry in entries if entry["message"].startswith("listening"))
     assert any(message.startswith("restored stream client=ea-1 symbol=EURUSD") for message in messages)
     assert any(message.startswith("client connected peer=127.0.0.1:") for message in messages)
-    assert any(message.startswith("answered requests queued at shutdown") for message in messages)
+    assert any(message.startswith("replied to requests queued at shutdown") for message in messages)
     assert messages[-1] == "sigbridge daemon stopped"
 
 

@@ -102,6 +102,9 @@ class Dispatcher:
         replies: list[dict] = []
         pending: list[PendingSignal] = []
         pending_slots: list[int] = []
+        # NOTE: each bars request commits its own bar database transaction, so with
+        # storage.synchronous = "full" a batch of N requests waits for N disk syncs. One commit
+        # per batch would lift that bound on throughput (docs/benchmarks.md has the figures).
         for identity, payload, received_at in frames:
             reply = self._handle_one(identity, payload, received_at)
             if isinstance(reply, PendingSignal):

@@ -30,8 +30,8 @@ MAX_NAME_LENGTH = 64
 # Brokers' server time is UTC plus at most 14 hours (and minus at most 12).
 MAX_UTC_OFFSET_SECONDS = 14 * 3600
 # Arrays and maps one frame may hold. A request is one map with at most 10 arrays (the bar
-# columns); the limit stops a frame of many tiny containers, which costs far more memory as
-# Python objects than as bytes.
+# columns). The limit stops a frame of many tiny containers, because those cost far more memory
+# as Python objects than as bytes.
 MAX_CONTAINERS = 32
 # Highest accepted price. Bitcoin quoted in Indonesian rupiah or Vietnamese dong trades around
 # 1e9 to 3e9, and features of prices below this limit stay finite in the model's float32.

@@ -29,7 +29,7 @@ POLL_INTERVAL_MS = 100
 MAXMSGSIZE_MARGIN = 1 << 20
 # Frames handled per wake-up before polling again, so a flood cannot starve the stop check.
 MAX_FRAMES_PER_WAKE_UP = 1000
-# At shutdown: seconds spent answering requests already queued, and milliseconds the replies
+# At shutdown: seconds spent replying to requests already queued, and milliseconds the replies
 # then get to leave before the socket is dropped (at least `server.linger_ms`).
 DRAIN_SECONDS = 5.0
 SHUTDOWN_LINGER_MS = 2000
@@ -73,7 +73,7 @@ class Server:
     def serve(self, stop: threading.Event, on_ready: Callable[[str], None] | None = None) -> None:
         """Bind, call `on_ready(endpoint)`, then answer requests until `stop` is set.
 
-        After `stop`, requests already queued on the socket are answered before it closes.
+        After `stop`, requests already queued on the socket get their replies before it closes.
 
         Raises:
             BindError: the endpoint is invalid or in use.
@@ -85,7 +85,7 @@ class Server:
             # limit sits one MiB above the decoder's: frames in between get a MESSAGE_TOO_LARGE reply.
             socket.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes + MAXMSGSIZE_MARGIN)
             # Queues per connection are bounded in messages, so memory per connection is at most
-            # about max_queued_messages * max_message_bytes in each direction.
+            # about max_queued_messages * (max_message_bytes + MAXMSGSIZE_MARGIN) in each direction.
             socket.setsockopt(zmq.RCVHWM, self.config.max_queued_messages)
             socket.setsockopt(zmq.SNDHWM, self.config.max_queued_messages)
             if self._curve is not None:
@@ -123,7 +123,7 @@ class Server:
         return self.monitor.connections if self.monitor is not None else 0
 
     def _drain(self, socket: zmq.Socket) -> None:
-        """Answer the requests queued when the stop came, for at most DRAIN_SECONDS."""
+        """Reply to the requests queued when the stop came, for at most DRAIN_SECONDS."""
         deadline = time.monotonic() + DRAIN_SECONDS
         answered = 0
         while time.monotonic() < deadline:
@@ -139,7 +139,7 @@ class Server:
             for start in range(0, len(received), size):
                 self._answer_batch(socket, received[start : start + size])
             answered += len(received)
-        logger.info("answered requests queued at shutdown count=%s", answered)
+        logger.info("replied to requests queued at shutdown count=%s", answered)
 
     def _loop(self, socket: zmq.Socket, stop: threading.Event) -> None:
         poller = zmq.Poller()
