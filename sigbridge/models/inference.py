@@ -45,8 +45,9 @@ class Predictor:
     batch size (None, T, F) and runs without XLA, because XLA compiles a new program for every
     batch size it meets.
 
-    The graph function is traced before the constructor returns. XLA compiles in a background
-    thread for about a second, so loading a bundle does not stall the server; until it is done,
+    The graph function is traced before the constructor returns. XLA compiles for about a
+    second in a background thread, started by the first single-window call, so neither loading a
+    bundle nor a bundle that never serves (`sigbridge train`) pays for it. Until it is done,
     single windows go through the graph function. The XLA function is used only if its output on
     a probe window matches the graph function's to within `XLA_TOLERANCE`. Otherwise it is
     dropped with a WARNING.
@@ -58,7 +59,7 @@ class Predictor:
         jit_compile: compile the batch-1 function with XLA; None takes the process setting
             from `set_jit_compile` (on unless configured otherwise).
         chunk_size: windows per forward pass for large calls; None picks `GPU_CHUNK_SIZE`
-            when TensorFlow sees a GPU, else `CPU_CHUNK_SIZE`.
+            when TensorFlow lists a GPU, else `CPU_CHUNK_SIZE`.
     """
 
     def __init__(
@@ -88,11 +89,10 @@ class Predictor:
         self._single_function = self._batch_function
         self.jit_compiled = False
         self._xla_done = threading.Event()
+        self._xla_start = threading.Lock()
+        self._xla_probe: tuple[tf.Tensor, np.ndarray] | None = None
         if _settings["jit_compile"] if jit_compile is None else jit_compile:
-            expected = batch_function(probe).numpy()
-            threading.Thread(
-                target=self._try_xla, args=(probe, expected), name="sigbridge-xla-compile", daemon=True
-            ).start()
+            self._xla_probe = (probe, batch_function(probe).numpy())
         else:
             self._xla_done.set()
 
@@ -100,13 +100,24 @@ class Predictor:
         return self._model(windows, training=False)
 
     def wait_for_xla(self, timeout: float | None = None) -> bool:
-        """Wait until the background XLA compilation has ended, and return whether XLA is in use.
+        """Start the XLA compilation if no call has, wait until it ends, and return whether XLA is in use.
 
         Returns False at once when XLA is off, and False after `timeout` seconds when the
         compilation is still running.
         """
+        self._start_xla()
         self._xla_done.wait(timeout)
         return self.jit_compiled
+
+    def _start_xla(self) -> None:
+        with self._xla_start:
+            if self._xla_probe is None:
+                return
+            probe, expected = self._xla_probe
+            self._xla_probe = None
+        # Not a daemon thread, so the interpreter waits for it at exit: with TensorFlow 2.21, a
+        # daemon thread still compiling at exit made `sigbridge train` abort with SIGABRT.
+        threading.Thread(target=self._try_xla, args=(probe, expected), name="sigbridge-xla-compile").start()
 
     def _try_xla(self, probe: tf.Tensor, expected: np.ndarray) -> None:
         try:
@@ -122,7 +133,7 @@ class Predictor:
                     XLA_TOLERANCE,
                 )
                 return
-            # One attribute assignment, so a concurrent `predict` sees the old or the new function.
+            # One attribute assignment, so a concurrent `predict` calls either the old or the new function.
             self._single_function = _direct_caller(compiled, probe)
             self.jit_compiled = True
         except Exception as error:  # a failed compilation leaves the graph function serving
@@ -151,6 +162,8 @@ class Predictor:
             )
         count = len(windows)
         if count == 1:
+            if self._xla_probe is not None:
+                self._start_xla()
             return self._single_function(tf.constant(windows)).numpy()
         if count <= self.chunk_size:
             return self._batch_function(tf.constant(windows)).numpy()
