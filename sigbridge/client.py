@@ -109,7 +109,7 @@ class SigBridgeClient:
                 self.close()
                 raise ReplyTimeout(f"no reply to request id={request_id} from {self.endpoint} within {self.timeout} s")
             reply = self.receive(remaining)
-            # An error reply without an id answers a request the server could not read.
+            # An error reply without an id is the reply to a request the server could not read.
             if reply.get("id") == request_id or (reply.get("type") == "error" and reply.get("id") is None):
                 break
             logger.debug("discarding a stale reply id=%s", reply.get("id"))

@@ -254,7 +254,7 @@ def _wait_until_up(client, daemon: subprocess.Popen, timeout: float = 120.0) -> 
     deadline = time.monotonic() + timeout
     while True:
         if daemon.poll() is not None:
-            raise ReplyTimeout(f"the daemon exited with code {daemon.returncode} before answering")
+            raise ReplyTimeout(f"the daemon exited with code {daemon.returncode} before replying")
         try:
             client.ping()
             return

@@ -106,7 +106,7 @@ def start_daemon(config: Config, *, train: bool = True, lockstep: bool = False) 
 
 @pytest.fixture
 def daemon_state(tmp_path, fast_config, trained_models_dir) -> Config:
-    """A config whose state folder holds a copy of the trained EURUSD H1 bundle."""
+    """A config whose state folder contains a copy of the trained EURUSD H1 bundle."""
     config = fast_config.replace("paths", state_dir=tmp_path / "state")
     shutil.copytree(trained_models_dir, config.paths.models_dir)
     return config

@@ -12,7 +12,7 @@ class ErrorCode(enum.IntEnum):
     MALFORMED = 1
     # `v` names a protocol version this server does not speak.
     UNSUPPORTED_VERSION = 2
-    # `type` is not a request type this server knows.
+    # `type` is not a request type this server supports.
     UNKNOWN_TYPE = 3
     # A field is missing, has the wrong type, is out of range, or is not part of the message.
     INVALID_FIELD = 4
@@ -51,7 +51,7 @@ class ExitCode(enum.IntEnum):
     CONFIG = 3
     # The input data (a bar file or a model bundle) cannot be used.
     DATA = 4
-    # The server endpoint cannot be bound, or the daemon did not answer a client.
+    # The server endpoint cannot be bound, or the daemon did not reply to a client.
     TRANSPORT = 5
     # The bar database in the state folder cannot be opened: damaged, locked, or written by a
     # newer sigbridge.

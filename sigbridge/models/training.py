@@ -118,7 +118,7 @@ def fit(
     train_ends = ends[:-validation_size]
     train_ends = train_ends[prepared.labels.pivot_index[train_ends] < validation_ends[0]]
 
-    # Scaling sees only bars up to the last training window, never the validation tail.
+    # Scaling is fitted on bars up to the last training window only, never on the validation tail.
     scaling = FeatureScaling.fit(prepared.features[: train_ends[-1] + 1])
     magnitudes = np.abs(prepared.labels.distance[train_ends])
     distance_scale = float(max(np.quantile(magnitudes, DISTANCE_QUANTILE), 1e-12))
