@@ -257,3 +257,139 @@ def test_dispatcher_restores_streams_from_store(tmp_path, daemon_state, registry
     assert reply["type"] == "signal"
     assert reply["score"] == expected["score"]
     assert reply["distance"] == expected["distance"]
+
+
+# One commit per micro-batch: each request all or nothing, the batch on disk before any reply.
+
+
+class CommitFailingStore(BarStore):
+    """A bar database whose next commit fails as on a full disk; everything else is the real SQLite."""
+
+    fail_next_commit = False
+
+    def _commit(self, connection):
+        if self.fail_next_commit:
+            self.fail_next_commit = False
+            raise sqlite3.OperationalError("database or disk is full")
+        super()._commit(connection)
+
+
+def open_streams(dispatcher, eurusd, clients, bars=250):
+    for number, client in enumerate(clients):
+        identity = b"\x00" + client.encode()
+        assert dispatcher.handle(identity, hello(eurusd, client))["type"] == "welcome"
+        reply = dispatcher.handle(identity, frame(bars_message("EURUSD", "H1", eurusd.bars[:bars]), 100 + number))
+        assert reply["type"] == "signal"
+
+
+def stored_bar_counts(path) -> dict:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT s.client, COUNT(b.time) FROM streams s LEFT JOIN bars b ON b.stream_id = s.id GROUP BY s.client"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_dispatcher_batch_commits_once(tmp_path, daemon_state, registry, eurusd):
+    clients = ["ea-1", "ea-2", "ea-3"]
+    store = BarStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        open_streams(dispatcher, eurusd, clients)
+        commits = store.commits
+        replies = dispatcher.handle_batch(
+            [
+                (b"\x00" + client.encode(), frame(bars_message("EURUSD", "H1", eurusd.bars[250 : 251 + number]), 7), 0.0)
+                for number, client in enumerate(clients)
+            ]
+        )
+        assert store.commits == commits + 1
+        # A second connection reads every acknowledged bar as soon as the replies exist.
+        assert stored_bar_counts(store.path) == {"ea-1": 251, "ea-2": 252, "ea-3": 253}
+    finally:
+        store.close()
+    assert [reply["type"] for reply in replies] == ["signal"] * 3
+    assert [reply["accepted"] for reply in replies] == [1, 2, 3]
+    assert [reply["bar_time"] for reply in replies] == [int(eurusd.bars.time[250 + number]) for number in range(3)]
+
+
+def test_dispatcher_batch_without_writes_commits_nothing(tmp_path, daemon_state, registry, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        open_streams(dispatcher, eurusd, ["ea-1"])
+        commits = store.commits
+        replies = dispatcher.handle_batch(
+            [
+                (IDENTITY, frame({"type": "ping"}, 8), 0.0),
+                # A re-sent bar is a duplicate and writes nothing.
+                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[249:250]), 9), 0.0),
+            ]
+        )
+        assert store.commits == commits
+    finally:
+        store.close()
+    assert replies[0]["type"] == "pong"
+    assert (replies[1]["accepted"], replies[1]["duplicates"]) == (0, 1)
+
+
+def test_dispatcher_failed_write_in_batch_keeps_the_others(tmp_path, daemon_state, registry, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3", busy_timeout=0.1)
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        open_streams(dispatcher, eurusd, ["ea-1", "ea-2"])
+        # An operator deletes ea-1's stream behind the daemon, so its next write breaks a
+        # foreign key inside the batch while ea-2's write succeeds.
+        with sqlite3.connect(store.path) as connection:
+            connection.execute("DELETE FROM bars WHERE stream_id = (SELECT id FROM streams WHERE client = 'ea-1')")
+            connection.execute("DELETE FROM streams WHERE client = 'ea-1'")
+        replies = dispatcher.handle_batch(
+            [
+                (b"\x00ea-1", frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 7), 0.0),
+                (b"\x00ea-2", frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 8), 0.0),
+            ]
+        )
+        counts = stored_bar_counts(store.path)
+        welcome = dispatcher.handle(b"\x00ea-1", hello(eurusd, "ea-1"))
+    finally:
+        store.close()
+    assert replies[0]["code"] == ErrorCode.INTERNAL_ERROR
+    assert replies[0]["id"] == 7
+    assert replies[1]["type"] == "signal"
+    assert counts == {"ea-2": 251}
+    assert welcome["bars_held"] == 250
+
+
+def test_dispatcher_failed_batch_commit_undoes_the_batch(tmp_path, daemon_state, registry, eurusd):
+    store = CommitFailingStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        open_streams(dispatcher, eurusd, ["ea-1"])
+        bad = bars_message("EURUSD", "H1", eurusd.bars[250:251])
+        bad["low"][0] = bad["high"][0] + 0.001
+        store.fail_next_commit = True
+        replies = dispatcher.handle_batch(
+            [
+                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7), 0.0),
+                (IDENTITY, frame({"type": "ping"}, 8), 0.0),
+                (b"\x00ea-2", hello(eurusd, "ea-2"), 0.0),
+                (IDENTITY, frame(bad, 9), 0.0),
+            ]
+        )
+        counts = stored_bar_counts(store.path)
+        # The client re-sends after the error. Its stream contains the stored bars only, and the
+        # stream opened in the failed batch is gone until its `hello` is sent again.
+        welcome = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
+        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 10))
+        unknown = dispatcher.handle(b"\x00ea-2", frame(bars_message("EURUSD", "H1", eurusd.bars[:5]), 11))
+        reopened = dispatcher.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
+    finally:
+        store.close()
+    assert [reply.get("code") for reply in replies] == [ErrorCode.INTERNAL_ERROR, None, ErrorCode.INTERNAL_ERROR, ErrorCode.INVALID_BAR]
+    assert [reply["id"] for reply in replies] == [7, 8, 1, 9]
+    assert "nothing was applied" in replies[0]["message"]
+    assert counts == {"ea-1": 250}
+    assert (welcome["bars_held"], welcome["last_bar_time"]) == (250, int(eurusd.bars.time[249]))
+    assert (retried["type"], retried["accepted"], retried["duplicates"]) == ("signal", 2, 0)
+    assert unknown["code"] == ErrorCode.UNKNOWN_STREAM
+    assert (reopened["type"], reopened["bars_held"]) == ("welcome", 0)

@@ -145,6 +145,68 @@ def test_store_failed_write_stores_nothing(tmp_path, eurusd):
         store.close()
 
 
+def committed_bar_count(path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
+
+
+def test_store_transaction_commits_once_on_leaving(store, eurusd):
+    commits = store.commits
+    other = StreamKey("ea-2", "EURUSD", "H1")
+    with store.transaction() as transaction:
+        store.save_bars(KEY, eurusd.bars[:5])
+        store.save_stream(other, point=1e-05, digits=5, utc_offset=0)
+        store.save_bars(other, eurusd.bars[:3])
+        # Other connections see nothing before the commit.
+        assert committed_bar_count(store.path) == 0
+    assert store.commits == commits + 1
+    assert transaction.written == [KEY, other, other]
+    assert committed_bar_count(store.path) == 8
+
+
+def test_store_transaction_undone_by_exception(store, eurusd):
+    other = StreamKey("ea-2", "EURUSD", "H1")
+    with pytest.raises(KeyError):
+        with store.transaction():
+            store.save_bars(KEY, eurusd.bars[:5])
+            store.save_stream(other, point=1e-05, digits=5, utc_offset=0)
+            raise KeyError("a failure in the caller")
+    assert committed_bar_count(store.path) == 0
+    assert [stored.key for stored in store.streams()] == [KEY]
+    # The id of the undone stream row is forgotten, so its bars cannot go to a stale id.
+    with pytest.raises(StorageError, match="has no stream"):
+        store.save_bars(other, eurusd.bars[:1])
+
+
+def test_store_transaction_failed_write_undone_alone(store, eurusd):
+    unknown = StreamKey("ea-9", "EURUSD", "H1")
+    with store.transaction() as transaction:
+        store.save_bars(KEY, eurusd.bars[:5])
+        store.save_stream(unknown, point=1e-05, digits=5, utc_offset=0)
+        store.save_bars(unknown, eurusd.bars[:1])
+        # The stream row is deleted behind the store, so the next insert breaks a foreign key.
+        store._connection.execute("DELETE FROM bars")
+        store._connection.execute("DELETE FROM streams WHERE client = 'ea-9'")
+        with pytest.raises(StorageError, match="FOREIGN KEY"):
+            store.save_bars(unknown, eurusd.bars[1:3])
+        store.save_bars(KEY, eurusd.bars[5:7])
+    assert transaction.written == [KEY, unknown, unknown, KEY]
+    assert_same_bars(store.load_bars(KEY), eurusd.bars[5:7])
+
+
+def test_store_transactions_do_not_nest(store):
+    with store.transaction():
+        with pytest.raises(RuntimeError, match="do not nest"):
+            with store.transaction():
+                pass
+
+
+def test_store_streams_filters_by_key(store):
+    store.save_stream(StreamKey("ea-2", "EURUSD", "H1"), point=1e-05, digits=5, utc_offset=0)
+    assert [stored.key for stored in store.streams(KEY)] == [KEY]
+    assert store.streams(StreamKey("ea-3", "EURUSD", "H1")) == []
+
+
 def test_store_close_checkpoints_wal(tmp_path, eurusd):
     path = tmp_path / "bars.sqlite3"
     store = BarStore(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -16,7 +17,7 @@ from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.control import apply_control
 from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError, Rollback, Unpin
 from sigbridge.daemon.sessions import AppendResult, BarsRejected, Signal, Stream, StreamKey
-from sigbridge.daemon.storage import BarStore, StorageError, load_streams
+from sigbridge.daemon.storage import BarStore, StorageError, load_stream, load_streams
 from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.trainer import Trainer
 from sigbridge.logsetup import RateLimitedLog
@@ -24,6 +25,10 @@ from sigbridge.logsetup import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"sigbridge {__version__}"
+NOT_STORED_MESSAGE = (
+    "the server cannot store this request (see its log); nothing was applied, send it again later "
+    "(after `hello` if the reply to that failed too)"
+)
 INTERNAL_ERROR_MESSAGE = (
     "the server failed while handling this request; see the server log. Bars it accepted are kept, "
     "so re-sending them is safe"
@@ -96,25 +101,73 @@ class Dispatcher:
         each model runs one forward pass over all of their windows (micro-batching). A client
         that pipelines requests gets its replies in order. Never raises for bad input.
 
+        The bar database writes of all the frames share one commit, made before this returns:
+        every reply that acknowledges bars is sent after they are on disk. When that commit fails,
+        those requests get INTERNAL_ERROR replies and their streams are rebuilt from the database.
+
         Args:
             frames: (socket identity, payload, `time.perf_counter()` at receipt) per request.
         """
         replies: list[dict] = []
         pending: list[PendingSignal] = []
         pending_slots: list[int] = []
-        # NOTE: each bars request commits its own bar database transaction, so with
-        # storage.synchronous = "full" a batch of N requests waits for N disk syncs. One commit
-        # per batch would lift that bound on throughput (docs/benchmarks.md has the figures).
-        for identity, payload, received_at in frames:
-            reply = self._handle_one(identity, payload, received_at)
-            if isinstance(reply, PendingSignal):
-                pending.append(reply)
-                pending_slots.append(len(replies))
-                reply = {}
-            replies.append(reply)
-        for index, signal in run_signals(pending, self.config.signal):
+        # Slots of the requests that wrote to the bar database; one commit covers them all.
+        stored_slots: list[int] = []
+        # Leaving the block starts the commit, which syncs the disk in the store's commit thread
+        # while the forward passes run.
+        transaction = self.store.transaction(background=True) if self.store is not None else None
+        try:
+            with transaction or contextlib.nullcontext():
+                for identity, payload, received_at in frames:
+                    writes = len(transaction.written) if transaction else 0
+                    reply = self._handle_one(identity, payload, received_at)
+                    if transaction and len(transaction.written) > writes:
+                        stored_slots.append(len(replies))
+                    if isinstance(reply, PendingSignal):
+                        pending.append(reply)
+                        pending_slots.append(len(replies))
+                        reply = {"id": reply.request_id}
+                    replies.append(reply)
+        except BaseException:
+            if transaction is not None:
+                self._undo_batch(transaction.written, None)
+            raise
+        signals = list(run_signals(pending, self.config.signal))
+        try:
+            if transaction is not None:
+                transaction.wait()
+        except StorageError as error:
+            self._undo_batch(transaction.written, error)
+            failed = set(stored_slots)
+            for slot in failed:
+                not_stored = ProtocolError(ErrorCode.INTERNAL_ERROR, NOT_STORED_MESSAGE, request_id=replies[slot]["id"])
+                replies[slot] = protocol.error_reply(not_stored)
+            signals = [(index, signal) for index, signal in signals if pending_slots[index] not in failed]
+        for index, signal in signals:
             replies[pending_slots[index]] = self._signal_reply(pending[index], signal)
         return replies
+
+    def _undo_batch(self, keys: list[StreamKey], error: StorageError | None) -> None:
+        """Rebuild the streams written in a batch whose commit failed, from the database.
+
+        A stream whose row was created in the batch is closed. The trainer may keep the undone
+        bars until the stream's next accepted bars replace them; a client re-sends them anyway.
+        """
+        if error is not None:
+            logger.error("cannot store a batch of requests; replying with errors: %s", error)
+        for key in dict.fromkeys(keys):
+            try:
+                stored = self.store.streams(key)
+                stream = load_stream(self.store, stored[0], self.config) if stored else None
+            except StorageError as failed:
+                logger.error("cannot reload stream client=%s symbol=%s timeframe=%s: %s", key.client, key.symbol, key.timeframe, failed)
+                continue
+            if stream is not None:
+                self.streams[key] = stream
+            elif self.streams.pop(key, None) is not None:
+                self._streams_per_client[key.client] -= 1
+                for route in [route for route, routed in self._routes.items() if routed == key]:
+                    del self._routes[route]
 
     def _handle_one(self, identity: bytes, payload: bytes, received_at: float) -> dict | PendingSignal:
         try:

@@ -1,8 +1,8 @@
 """The bar database: every accepted bar of every stream in SQLite, and streams rebuilt from it.
 
-One file, `<state_dir>/bars.sqlite3`, in WAL mode. The dispatcher writes each `bars` message in
-one transaction before it sends the reply, so an acknowledged bar is on disk when the client
-learns of it. Bars are keyed by stream and bar time: writing a time again replaces the stored
+One file, `<state_dir>/bars.sqlite3`, in WAL mode. The dispatcher writes the requests of one
+micro-batch in one transaction, each request in its own savepoint, and commits it before it sends
+the replies, so an acknowledged bar is on disk when the client learns of it. Bars are keyed by stream and bar time: writing a time again replaces the stored
 bar (a correction), and gaps between bar times are allowed.
 
 Durability: with `storage.synchronous = "full"` every commit waits for the WAL to reach the disk,
@@ -12,6 +12,8 @@ system, so they survive a `kill -9` of the daemon but the last ones may be lost 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -96,8 +98,14 @@ class BarStore:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"`synchronous` must be \"full\" or \"normal\", received synchronous={synchronous!r}")
         self.path = Path(path)
+        # Held by a transaction from its start to the end of its commit, which may run in the
+        # commit thread; the thread that opened the transaction writes without taking it again.
         self._lock = threading.Lock()
         self._stream_ids: dict[StreamKey, int] = {}
+        self._transaction: Transaction | None = None
+        self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        # Committed transactions since opening: one per write, or one per `transaction()` that wrote.
+        self.commits = 0
         self._lock_file = self._acquire_folder_lock()
         try:
             self._connection = self._connect(synchronous, busy_timeout)
@@ -162,7 +170,7 @@ class BarStore:
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file, close it and release the folder lock."""
-        with self._lock:
+        with self._guard():
             if self._connection is None:
                 return
             try:
@@ -173,6 +181,8 @@ class BarStore:
             self._connection.close()
             self._connection = None
             self._lock_file.close()
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         logger.info("closed bar database path=%s", self.path)
 
     def save_stream(self, key: StreamKey, *, point: float, digits: int, utc_offset: int) -> None:
@@ -181,8 +191,9 @@ class BarStore:
         Raises:
             StorageError: the write failed; nothing changed.
         """
-        with self._lock:
+        with self._guard():
             self._write(
+                key,
                 "save stream " + str(key),
                 lambda connection: connection.execute(
                     "INSERT INTO streams (client, symbol, timeframe, point, digits, utc_offset) "
@@ -200,11 +211,12 @@ class BarStore:
         """
         if not len(bars):
             return
-        with self._lock:
+        with self._guard():
             stream_id = self._stream_id(key)
             columns = [getattr(bars, name).tolist() for name in COLUMNS]
             rows = [(stream_id, *row) for row in zip(*columns)]
             self._write(
+                key,
                 f"save {len(rows)} bars of {key}",
                 lambda connection: connection.executemany(
                     f"INSERT OR REPLACE INTO bars (stream_id, {_BAR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -212,16 +224,91 @@ class BarStore:
                 ),
             )
 
-    def _write(self, action: str, statement) -> None:
+    def transaction(self, *, background: bool = False) -> Transaction:
+        """Group the writes made inside a `with` block into one commit.
+
+        Each write inside runs in its own savepoint: a failed one is undone alone and raises
+        StorageError as it would outside, and the others stay. Leaving the block commits them all
+        at once, so with synchronous = "full" a micro-batch waits for one disk sync, not one per
+        request. An exception inside the block undoes every write in it.
+
+        With `background`, leaving the block starts the commit in the store's commit thread and
+        returns at once; `Transaction.wait()` waits for it and raises what it raised. Meanwhile
+        other calls on the store wait, and the caller can compute while the disk syncs.
+
+        Raises:
+            StorageError: on leaving the block, or from `wait()` with `background`: the commit
+                failed and every write inside was undone.
+        """
+        return Transaction(self, background=background)
+
+    def _guard(self):
+        """The lock, or nothing for the thread inside a transaction, which already holds it."""
+        transaction = self._transaction
+        if transaction is not None and transaction.owner == threading.get_ident():
+            return contextlib.nullcontext()
+        return self._lock
+
+    def _write(self, key: StreamKey, action: str, statement) -> None:
         connection = self._open_connection()
+        transaction = self._transaction
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            statement(connection)
-            connection.execute("COMMIT")
+            if transaction is None:
+                connection.execute("BEGIN IMMEDIATE")
+                statement(connection)
+                self._commit(connection)
+                return
+            if not transaction.begun:
+                connection.execute("BEGIN IMMEDIATE")
+                transaction.begun = True
+            connection.execute("SAVEPOINT write")
+            try:
+                statement(connection)
+            except sqlite3.Error:
+                try:
+                    connection.execute("ROLLBACK TO write")
+                    connection.execute("RELEASE write")
+                except sqlite3.Error:
+                    transaction.broken = True
+                raise
+            connection.execute("RELEASE write")
+            transaction.written.append(key)
         except sqlite3.Error as error:
-            if connection.in_transaction:
+            if transaction is None and connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise StorageError(f"bar database {self.path}: cannot {action}: {error}") from None
+
+    def _commit(self, connection: sqlite3.Connection) -> None:
+        connection.execute("COMMIT")
+        self.commits += 1
+
+    def _end_transaction(self, transaction: Transaction, commit: bool) -> None:
+        """Commit or roll back an open transaction; the caller holds the lock."""
+        connection = self._open_connection()
+        error = None
+        if commit and not transaction.broken:
+            try:
+                self._commit(connection)
+                return
+            except sqlite3.Error as failed:
+                error = failed
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                logger.error("rollback of bar database path=%s failed", self.path, exc_info=True)
+        # Stream rows inserted in the transaction are gone, and so are their ids.
+        self._stream_ids.clear()
+        if commit:
+            reason = error if error is not None else "an undo inside it failed"
+            raise StorageError(
+                f"bar database {self.path}: cannot commit {len(transaction.written)} writes: {reason}"
+            )
+
+    def _commit_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._committer is None:
+            self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sigbridge-commit")
+        return self._committer
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -244,15 +331,20 @@ class BarStore:
         self._stream_ids[key] = row[0]
         return row[0]
 
-    def streams(self) -> list[StoredStream]:
-        """List every stored stream with its bar count and first bar time, ordered by key."""
-        with self._lock:
+    def streams(self, key: StreamKey | None = None) -> list[StoredStream]:
+        """List every stored stream, or only `key`'s, with its bar count and first bar time, ordered by key."""
+        where, parameters = "", ()
+        if key is not None:
+            where = "WHERE s.client = ? AND s.symbol = ? AND s.timeframe = ? "
+            parameters = (key.client, key.symbol, key.timeframe)
+        with self._guard():
             try:
                 rows = self._open_connection().execute(
                     "SELECT s.client, s.symbol, s.timeframe, s.point, s.digits, s.utc_offset, "
                     "(SELECT COUNT(*) FROM bars b WHERE b.stream_id = s.id), "
                     "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id) "
-                    "FROM streams s ORDER BY s.client, s.symbol, s.timeframe"
+                    f"FROM streams s {where}ORDER BY s.client, s.symbol, s.timeframe",
+                    parameters,
                 ).fetchall()
             except sqlite3.Error as error:
                 raise StorageError(f"bar database {self.path}: cannot list streams: {error}") from None
@@ -263,7 +355,7 @@ class BarStore:
 
     def load_bars(self, key: StreamKey, *, last: int | None = None) -> Bars:
         """The stream's stored bars, oldest first; only the `last` newest ones when given."""
-        with self._lock:
+        with self._guard():
             stream_id = self._stream_id(key)
             try:
                 rows = self._open_connection().execute(
@@ -276,6 +368,58 @@ class BarStore:
             return Bars.empty()
         rows.reverse()
         return Bars.from_columns(*zip(*rows))
+
+
+class Transaction:
+    """The writes of one `BarStore.transaction()` block; see there.
+
+    Attributes:
+        written: the stream key of each write that succeeded inside, in order.
+    """
+
+    def __init__(self, store: BarStore, *, background: bool = False) -> None:
+        self.store = store
+        self.background = background
+        self.written: list[StreamKey] = []
+        self.begun = False
+        self.broken = False
+        self.owner: int | None = None
+        self._commit: concurrent.futures.Future | None = None
+
+    def __enter__(self) -> Transaction:
+        current = self.store._transaction
+        if current is not None and current.owner == threading.get_ident():
+            raise RuntimeError("bar database transactions do not nest")
+        self.store._lock.acquire()
+        self.owner = threading.get_ident()
+        self.store._transaction = self
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.store._transaction = None
+        if not self.begun:
+            self.store._lock.release()
+            return
+        if error_type is None and self.background:
+            # The commit thread releases the lock when the commit has ended.
+            self._commit = self.store._commit_thread().submit(self._end_and_release, True)
+            return
+        self._end_and_release(error_type is None)
+
+    def _end_and_release(self, commit: bool) -> None:
+        try:
+            self.store._end_transaction(self, commit)
+        finally:
+            self.store._lock.release()
+
+    def wait(self) -> None:
+        """Wait for a background commit to end.
+
+        Raises:
+            StorageError: the commit failed and every write of the transaction was undone.
+        """
+        if self._commit is not None:
+            self._commit.result()
 
 
 def load_stream(store: BarStore, stored: StoredStream, config: Config) -> Stream:
