@@ -162,6 +162,9 @@ class SecurityConfig:
     curve_client_keys: str = ""
     # Allow binding an address other than loopback without CURVE; a WARNING is logged.
     allow_unencrypted_bind: bool = False
+    # Connections whose control requests (`rollback`, `unpin`) are applied: "loopback" (clients
+    # on this machine: 127.0.0.0/8, ::1 and ipc://), "any", or "none".
+    control_from: str = "loopback"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +321,11 @@ def validate(config: Config) -> None:
     _require(
         0 <= config.server.batch_wait_us <= 100_000,
         f"`server.batch_wait_us` must be in [0, 100000] microseconds, received {config.server.batch_wait_us}",
+    )
+    _require(
+        config.security.control_from in ("loopback", "any", "none"),
+        "`security.control_from` must be \"loopback\", \"any\" or \"none\", "
+        f"received {config.security.control_from!r}",
     )
     _require(
         config.compute.device in ("auto", "cpu", "gpu"),

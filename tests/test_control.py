@@ -1,14 +1,21 @@
 """Control requests (`rollback`, `unpin`): decoding, and `sigbridge models` against a running daemon."""
 
 import json
+import logging
+import re
 import shutil
+import time
 
 import pytest
 
 from sigbridge.cli import build_parser, resolve_config
 from sigbridge.client import SigBridgeClient
 from sigbridge.daemon.codes import ErrorCode, ExitCode
+from sigbridge.daemon.connections import Peer
+from sigbridge.daemon.control import check_control_allowed, is_local_peer
+from sigbridge.daemon.dispatcher import Dispatcher
 from sigbridge.daemon.protocol import PROTOCOL_VERSION, ProtocolError, Rollback, Unpin, decode_request, encode
+from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.model_commands import run_models_command
 from sigbridge.models.versions import PIN_FILE, version_folder
 
@@ -125,3 +132,97 @@ def test_models_rollback_unknown_stream(two_versions):
 
     with pytest.raises(BundleError, match="no intact model bundle"):
         models_command(two_versions, "rollback", "GBPUSD_H1", "1")
+
+
+# Which connections may send control requests: `security.control_from`.
+
+
+@pytest.mark.parametrize(
+    "peer, local",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost:1000:1000:4242", True),
+        ("192.0.2.7", False),
+        ("::ffff:192.0.2.7", False),
+        ("2001:db8::1", False),
+        ("", False),
+        (None, False),
+        ("not-an-address", False),
+    ],
+)
+def test_is_local_peer(peer, local):
+    assert is_local_peer(peer) is local
+
+
+@pytest.mark.parametrize(
+    "control_from, peer, allowed",
+    [
+        ("loopback", "127.0.0.1", True),
+        ("loopback", "192.0.2.7", False),
+        ("loopback", None, False),
+        ("any", "192.0.2.7", True),
+        ("any", None, True),
+        ("none", "127.0.0.1", False),
+    ],
+)
+def test_check_control_allowed(control_from, peer, allowed):
+    request = Rollback(id=9, symbol="EURUSD", timeframe="H1", version=1)
+    if allowed:
+        check_control_allowed(request, control_from, peer)
+        return
+    with pytest.raises(ProtocolError) as excinfo:
+        check_control_allowed(request, control_from, peer)
+    assert excinfo.value.code == ErrorCode.CONTROL_REFUSED
+    assert excinfo.value.request_id == 9
+    assert f'control_from = "{control_from}"' in excinfo.value.message
+
+
+def rollback_frame(version=1):
+    return encode({"v": PROTOCOL_VERSION, "id": 3, "type": "rollback", "symbol": "EURUSD", "timeframe": "H1", "version": version})
+
+
+def test_rollback_from_remote_peer_refused(two_versions):
+    dispatcher = Dispatcher(two_versions, ModelRegistry(two_versions.paths.models_dir), None)
+    remote = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("192.0.2.7", 12))
+    in_process = dispatcher.handle(b"\x00admin", rollback_frame())
+    pin = two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE
+    assert not pin.exists()
+    local = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("127.0.0.1", 12))
+    assert remote["code"] == ErrorCode.CONTROL_REFUSED
+    assert "peer=192.0.2.7" in remote["message"]
+    assert in_process["code"] == ErrorCode.CONTROL_REFUSED
+    assert (local["type"], local["model_version"], local["pinned"]) == ("model", 1, True)
+    assert pin.exists()
+
+
+def test_rollback_with_control_off_refused(two_versions):
+    running = start_daemon(two_versions.replace("security", control_from="none"), train=False)
+    try:
+        with SigBridgeClient(running.endpoint, timeout=30) as client:
+            reply = client.request({"type": "rollback", "symbol": "EURUSD", "timeframe": "H1", "version": 1}, raise_errors=False)
+    finally:
+        running.stop()
+    assert reply["code"] == ErrorCode.CONTROL_REFUSED
+    assert "without --endpoint" in reply["message"]
+    assert not (two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).exists()
+
+
+def test_hello_log_joins_connection_by_fd(daemon, eurusd, caplog):
+    caplog.set_level(logging.INFO)
+    with SigBridgeClient(daemon.endpoint, timeout=30) as client:
+        client.hello(client="fd-test", symbol="EURUSD", timeframe="H1", digits=eurusd.digits, point=eurusd.point)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            messages = [record.getMessage() for record in caplog.records]
+            connected = [re.search(r"client connected peer=127\.0\.0\.1:\d+ fd=(\d+)", text) for text in messages]
+            hellos = [re.search(r"hello client=fd-test .* client_identity=\w+ peer=127\.0\.0\.1 fd=(\d+)", text) for text in messages]
+            connected = [match.group(1) for match in connected if match]
+            hellos = [match.group(1) for match in hellos if match]
+            if connected and hellos:
+                break
+            time.sleep(0.05)
+    assert hellos, messages
+    assert hellos[0] in connected

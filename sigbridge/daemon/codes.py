@@ -34,6 +34,8 @@ class ErrorCode(enum.IntEnum):
     MODEL_NOT_FOUND = 11
     # A control request (`rollback`, `unpin`) could not be applied; the log has the cause.
     CONTROL_FAILED = 12
+    # A control request from a connection that `security.control_from` does not allow.
+    CONTROL_REFUSED = 13
     # The server failed while handling a valid request or could not store its bars. Re-sending
     # the request is safe, because bars already stored count as duplicates.
     INTERNAL_ERROR = 99

@@ -6,8 +6,9 @@ report each TCP connection (by file descriptor) and each failed handshake, so th
 those in a thread of its own. The peer address is read from the descriptor when the connection
 is accepted.
 
-NOTE: a monitor event names a file descriptor, not the ROUTER identity that requests are logged
-with (`client_identity=`), so connection lines and request lines cannot be joined by id.
+A monitor event names a file descriptor, not a ROUTER identity. Each received message carries
+the descriptor of its connection too (`Peer.fd`), so the `hello` log line shows both the
+descriptor and the identity, and joins connection lines to request lines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import socket as sockets
 import threading
+from typing import NamedTuple
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -34,6 +36,34 @@ EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
 _POLL_MS = 100
+
+
+class Peer(NamedTuple):
+    """The origin of a received message, from its ZeroMQ message properties.
+
+    Attributes:
+        address: the `Peer-Address` property: an IP address for tcp://, "localhost" and the
+            peer's credentials for ipc://, None for inproc://.
+        fd: the connection's file descriptor (ZMQ_SRCFD), as the monitor's connection lines show
+            it; None where libzmq does not give it.
+    """
+
+    address: str | None
+    fd: int | None
+
+
+def message_peer(frame: zmq.Frame) -> Peer:
+    """Read the peer of a received message from the properties of one of its frames."""
+    try:
+        address = frame.get("Peer-Address")
+    except zmq.ZMQError:  # inproc:// messages have no address
+        address = None
+    try:
+        # NOTE: libzmq 4.3 marks ZMQ_SRCFD deprecated; 4.3.5 still returns it.
+        fd = frame.get(zmq.SRCFD)
+    except zmq.ZMQError:
+        fd = None
+    return Peer(address, fd)
 
 
 def peer_address(descriptor: int) -> str:

@@ -2,10 +2,12 @@
 
 `sigbridge models rollback --endpoint` and `sigbridge models unpin --endpoint` send them. The
 registry applies them and writes the pin file, so a restarted daemon serves the same version.
+`security.control_from` decides which connections may send them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from sigbridge.daemon import protocol
@@ -15,6 +17,43 @@ from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.models.bundle import BundleError, bundle_versions
 
 logger = logging.getLogger(__name__)
+
+
+def is_local_peer(peer: str | None) -> bool:
+    """Return whether a ZeroMQ `Peer-Address` names a client on this machine.
+
+    libzmq 4.3 gives the IP address for TCP ("127.0.0.1", "::1", "::ffff:127.0.0.1" on a dual-stack
+    socket) and "localhost" followed by the peer's credentials for ipc://. None (an inproc client, or
+    no address) is not local, because nothing shows where the request came from.
+    """
+    if not peer:
+        return False
+    if peer == "localhost" or peer.startswith("localhost:"):
+        return True
+    try:
+        address = ipaddress.ip_address(peer.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def check_control_allowed(request: Rollback | Unpin, control_from: str, peer: str | None) -> None:
+    """Raise CONTROL_REFUSED unless `security.control_from` allows control requests from `peer`."""
+    if control_from == "any" or (control_from == "loopback" and is_local_peer(peer)):
+        return
+    command = "rollback" if isinstance(request, Rollback) else "unpin"
+    if control_from == "none":
+        reason = 'control requests are off on this daemon (security.control_from = "none")'
+        remedy = f"run `sigbridge models {command}` without --endpoint on the daemon's machine and restart the daemon"
+    else:
+        reason = (
+            "control requests are accepted only from the daemon's machine "
+            f'(security.control_from = "loopback"), and this one came from peer={peer or "unknown"}'
+        )
+        remedy = f"run `sigbridge models {command} --endpoint` on the daemon's machine"
+    raise ProtocolError(ErrorCode.CONTROL_REFUSED, f"{reason}; {remedy}", request_id=request.id)
 
 
 def apply_control(request: Rollback | Unpin, registry: ModelRegistry) -> dict:

@@ -14,7 +14,8 @@ from sigbridge.config import Config, bars_for_first_signal
 from sigbridge.daemon import ingest, protocol
 from sigbridge.daemon.batching import PendingSignal, run_signals
 from sigbridge.daemon.codes import ErrorCode
-from sigbridge.daemon.control import apply_control
+from sigbridge.daemon.connections import Peer
+from sigbridge.daemon.control import apply_control, check_control_allowed
 from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError, Rollback, Unpin
 from sigbridge.daemon.sessions import AppendResult, BarsRejected, Signal, Stream, StreamKey
 from sigbridge.daemon.storage import BarStore, StorageError, load_stream, load_streams
@@ -25,6 +26,8 @@ from sigbridge.logsetup import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"sigbridge {__version__}"
+# The peer of a request handled in process, without a socket.
+NO_PEER = Peer(None, None)
 NOT_STORED_MESSAGE = (
     "the server cannot store this request (see its log); nothing was applied, send it again later "
     "(after `hello` if the reply to that failed too)"
@@ -89,12 +92,14 @@ class Dispatcher:
         for stream in self.streams.values():
             stream.max_bars = config.server.max_bars_per_stream
 
-    def handle(self, identity: bytes, payload: bytes, received_at: float | None = None) -> dict:
+    def handle(
+        self, identity: bytes, payload: bytes, received_at: float | None = None, peer: Peer = NO_PEER
+    ) -> dict:
         """Apply one request frame and return the reply map; never raises for bad input."""
         received_at = time.perf_counter() if received_at is None else received_at
-        return self.handle_batch([(identity, payload, received_at)])[0]
+        return self.handle_batch([(identity, payload, received_at, peer)])[0]
 
-    def handle_batch(self, frames: Sequence[tuple[bytes, bytes, float]]) -> list[dict]:
+    def handle_batch(self, frames: Sequence[tuple]) -> list[dict]:
         """Apply request frames in arrival order and return their replies in the same order.
 
         Bars requests whose stream has a full window wait until every frame is applied. Then
@@ -106,7 +111,9 @@ class Dispatcher:
         those requests get INTERNAL_ERROR replies and their streams are rebuilt from the database.
 
         Args:
-            frames: (socket identity, payload, `time.perf_counter()` at receipt) per request.
+            frames: (socket identity, payload, `time.perf_counter()` at receipt, `Peer`) per
+                request. The peer may be left out, as in-process callers do; control requests
+                from an unknown peer are then treated as remote.
         """
         replies: list[dict] = []
         pending: list[PendingSignal] = []
@@ -118,9 +125,11 @@ class Dispatcher:
         transaction = self.store.transaction(background=True) if self.store is not None else None
         try:
             with transaction or contextlib.nullcontext():
-                for identity, payload, received_at in frames:
+                for frame in frames:
+                    identity, payload, received_at = frame[:3]
+                    peer = frame[3] if len(frame) > 3 else NO_PEER
                     writes = len(transaction.written) if transaction else 0
-                    reply = self._handle_one(identity, payload, received_at)
+                    reply = self._handle_one(identity, payload, received_at, peer)
                     if transaction and len(transaction.written) > writes:
                         stored_slots.append(len(replies))
                     if isinstance(reply, PendingSignal):
@@ -169,11 +178,11 @@ class Dispatcher:
                 for route in [route for route, routed in self._routes.items() if routed == key]:
                     del self._routes[route]
 
-    def _handle_one(self, identity: bytes, payload: bytes, received_at: float) -> dict | PendingSignal:
+    def _handle_one(self, identity: bytes, payload: bytes, received_at: float, peer: Peer) -> dict | PendingSignal:
         try:
             request = protocol.decode_request(payload, self.limits)
             try:
-                return self._apply(identity, request, received_at)
+                return self._apply(identity, request, received_at, peer)
             except ProtocolError as error:
                 if error.request_id is None:
                     error.request_id = request.id
@@ -195,16 +204,17 @@ class Dispatcher:
             )
             return protocol.error_reply(error)
 
-    def _apply(self, identity: bytes, request, received_at: float) -> dict | PendingSignal:
+    def _apply(self, identity: bytes, request, received_at: float, peer: Peer) -> dict | PendingSignal:
         if isinstance(request, Ping):
             return protocol.pong_reply(request.id, time.time())
         if isinstance(request, Hello):
-            return self._hello(identity, request)
+            return self._hello(identity, request, peer)
         if isinstance(request, (Rollback, Unpin)):
+            check_control_allowed(request, self.config.security.control_from, peer.address)
             return apply_control(request, self.registry)
         return self._bars(identity, request, received_at)
 
-    def _hello(self, identity: bytes, hello: Hello) -> dict:
+    def _hello(self, identity: bytes, hello: Hello, peer: Peer) -> dict:
         key = StreamKey(hello.client, hello.symbol, hello.timeframe)
         stream = self.streams.get(key)
         if stream is None:
@@ -251,6 +261,15 @@ class Dispatcher:
         for route in [route for route, routed in self._routes.items() if routed == key]:
             del self._routes[route]
         self._routes[(identity, hello.symbol, hello.timeframe)] = key
+        logger.info(
+            "hello client=%s symbol=%s timeframe=%s client_identity=%s peer=%s fd=%s",
+            hello.client,
+            hello.symbol,
+            hello.timeframe,
+            identity.hex(),
+            peer.address,
+            peer.fd,
+        )
 
         bundle = self.registry.get(hello.symbol, hello.timeframe)
         state, message = self._stream_state(stream, bundle)

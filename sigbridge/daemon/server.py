@@ -16,7 +16,7 @@ import zmq
 
 from sigbridge.daemon import protocol
 from sigbridge.daemon.codes import ErrorCode
-from sigbridge.daemon.connections import ConnectionMonitor
+from sigbridge.daemon.connections import ConnectionMonitor, Peer, message_peer
 from sigbridge.daemon.dispatcher import Dispatcher
 from sigbridge.daemon.security import CurveAuthenticator, CurveKeys
 from sigbridge.logsetup import RateLimitedLog
@@ -33,6 +33,17 @@ MAX_FRAMES_PER_WAKE_UP = 1000
 # then get to leave before the socket is dropped (at least `server.linger_ms`).
 DRAIN_SECONDS = 5.0
 SHUTDOWN_LINGER_MS = 2000
+
+
+# A received message: its frames (identity first), its `perf_counter()` receipt time and its peer.
+Received = tuple[list[bytes], float, Peer]
+
+
+def _receive(socket: zmq.Socket) -> Received:
+    """Receive one message without waiting; raises zmq.Again when none is queued."""
+    parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+    received_at = time.perf_counter()
+    return [part.bytes for part in parts], received_at, message_peer(parts[-1])
 
 
 class BindError(RuntimeError):
@@ -130,7 +141,7 @@ class Server:
             received = []
             while len(received) < MAX_FRAMES_PER_WAKE_UP:
                 try:
-                    received.append((socket.recv_multipart(zmq.NOBLOCK, copy=True), time.perf_counter()))
+                    received.append(_receive(socket))
                 except zmq.Again:
                     break
             if not received:
@@ -160,19 +171,19 @@ class Server:
                 logger.info("ZeroMQ context terminated; stopping the server loop")
                 return
 
-    def _receive_batch(self, socket: zmq.Socket, poller: zmq.Poller) -> list[tuple[list[bytes], float]]:
-        """Receive the frames queued now, up to MAX_FRAMES_PER_WAKE_UP, each with its `perf_counter()` receipt time.
+    def _receive_batch(self, socket: zmq.Socket, poller: zmq.Poller) -> list[Received]:
+        """Receive the frames queued now, up to MAX_FRAMES_PER_WAKE_UP; see `_receive`.
 
         With `server.batch_wait_us` above 0, wait up to that long after the first frame for more,
         unless `server.max_batch` frames arrived before.
         """
         server = self.dispatcher.config.server
         wait = server.batch_wait_us / 1e6
-        received: list[tuple[list[bytes], float]] = []
+        received: list[Received] = []
         deadline = None
         while len(received) < MAX_FRAMES_PER_WAKE_UP:
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                message = _receive(socket)
             except zmq.Again:
                 if not wait or not received or len(received) >= server.max_batch:
                     break
@@ -187,15 +198,15 @@ class Server:
                 else:
                     time.sleep(remaining)
                 continue
-            received.append((frames, time.perf_counter()))
+            received.append(message)
         return received
 
-    def _answer_batch(self, socket: zmq.Socket, received: list[tuple[list[bytes], float]]) -> None:
+    def _answer_batch(self, socket: zmq.Socket, received: list[Received]) -> None:
         """Answer received frames in their arrival order, the valid ones through one dispatcher batch."""
         # Per frame: identity, envelope, and the reply, or None where the dispatcher builds it.
         outgoing: list[tuple[bytes, list[bytes], dict | None]] = []
-        requests: list[tuple[bytes, bytes, float]] = []
-        for frames, received_at in received:
+        requests: list[tuple[bytes, bytes, float, Peer]] = []
+        for frames, received_at, peer in received:
             identity, envelope, payload = frames[0], frames[1:-1], frames[-1]
             if len(frames) < 2 or any(envelope):
                 # A ROUTER frame always has an identity; REQ adds one empty delimiter, nothing else does.
@@ -211,7 +222,7 @@ class Server:
                 outgoing.append((identity, envelope, protocol.error_reply(error)))
             else:
                 outgoing.append((identity, envelope, None))
-                requests.append((identity, payload, received_at))
+                requests.append((identity, payload, received_at, peer))
 
         replies = iter(self._handle_batch(requests))
         for identity, envelope, reply in outgoing:
@@ -222,13 +233,13 @@ class Server:
             except zmq.Again:
                 logger.warning("dropped a reply: send queue full client_identity=%s", identity.hex())
 
-    def _handle_batch(self, requests: list[tuple[bytes, bytes, float]]) -> list[dict]:
+    def _handle_batch(self, requests: list[tuple[bytes, bytes, float, Peer]]) -> list[dict]:
         if not requests:
             return []
         try:
             return self.dispatcher.handle_batch(requests)
         except Exception:  # last resort: one failed batch must not stop the server
-            identities = " ".join(identity.hex() for identity, _payload, _received_at in requests)
+            identities = " ".join(request[0].hex() for request in requests)
             logger.error("failed to handle a batch of requests client_identities=%s", identities, exc_info=True)
             error = protocol.ProtocolError(
                 ErrorCode.INTERNAL_ERROR,
