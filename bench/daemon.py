@@ -1,8 +1,10 @@
 """A sigbridge daemon in its own process, as `sigbridge serve` runs it, for the benchmark.
 
-Run as `python -m bench.daemon [--forward model-predict] -- SERVE-ARGS...`: the same `sigbridge`
-command line, optionally with every forward pass replaced by `model.predict`, the naive way to
-call a Keras model, to measure what the compiled path saves.
+Run as `python -m bench.daemon [--forward model-predict] [--commit per-request] -- SERVE-ARGS...`:
+the same `sigbridge` command line, optionally with every forward pass replaced by
+`model.predict`, the naive way to call a Keras model, to measure what the compiled path saves.
+`--commit per-request` commits every bar database write on its own, as sigbridge did before it
+committed each micro-batch once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from bench.common import REPOSITORY_ROOT, resident_memory_mib
 
 FORWARD_CHOICES = ("compiled", "model-predict")
+COMMIT_CHOICES = ("per-batch", "per-request")
 
 
 def free_endpoint() -> str:
@@ -38,15 +41,27 @@ class DaemonProcess:
         name: label of this daemon, used for its folder.
         forward: "compiled" (what sigbridge does) or "model-predict" (the naive baseline).
         config_toml: text of a config file, or "" for the defaults.
+        commit: "per-batch" (what sigbridge does) or "per-request" (the commits before).
     """
 
-    def __init__(self, models_dir: Path, workdir: Path, name: str, *, forward: str = "compiled", config_toml: str = "") -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        workdir: Path,
+        name: str,
+        *,
+        forward: str = "compiled",
+        config_toml: str = "",
+        commit: str = "per-batch",
+    ) -> None:
         if forward not in FORWARD_CHOICES:
             raise ValueError(f"`forward` must be one of {FORWARD_CHOICES}, received {forward!r}")
+        if commit not in COMMIT_CHOICES:
+            raise ValueError(f"`commit` must be one of {COMMIT_CHOICES}, received {commit!r}")
         self.endpoint = free_endpoint()
         self.state_dir = workdir / name
         shutil.copytree(models_dir, self.state_dir / "models")
-        self.command = [sys.executable, "-m", "bench.daemon", "--forward", forward, "--"]
+        self.command = [sys.executable, "-m", "bench.daemon", "--forward", forward, "--commit", commit, "--"]
         self.command += ["serve", "--bind", self.endpoint, "--state-dir", str(self.state_dir), "--no-train"]
         self.command += ["--log-level", "WARNING"]
         if config_toml:
@@ -102,13 +117,39 @@ def _forward_with_model_predict() -> None:
     inference.Predictor.predict = predict
 
 
+class _PerWriteCommits:
+    """A stand-in for a bar database transaction that leaves every write to commit on its own."""
+
+    def __init__(self) -> None:
+        self.written: list = []
+
+    def __enter__(self) -> _PerWriteCommits:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+    def wait(self) -> None:
+        return None
+
+
+def _commit_per_request() -> None:
+    """Make every bar database write commit its own transaction, as before one commit per batch."""
+    from sigbridge.daemon import storage
+
+    storage.BarStore.transaction = lambda self, background=False: _PerWriteCommits()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.daemon", description=__doc__)
     parser.add_argument("--forward", choices=FORWARD_CHOICES, default="compiled", help="how forward passes run")
+    parser.add_argument("--commit", choices=COMMIT_CHOICES, default="per-batch", help="how bar database writes commit")
     parser.add_argument("sigbridge_args", nargs=argparse.REMAINDER, help="the `sigbridge` command line after --")
     args = parser.parse_args(argv)
     if args.forward == "model-predict":
         _forward_with_model_predict()
+    if args.commit == "per-request":
+        _commit_per_request()
     from sigbridge.cli import main as sigbridge_main
 
     rest = args.sigbridge_args[1:] if args.sigbridge_args[:1] == ["--"] else args.sigbridge_args

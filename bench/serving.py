@@ -85,11 +85,13 @@ def measure_daemon(
     config_toml: str = "",
     concurrency: tuple[int, ...] | None = None,
     memory: bool = False,
+    commit: str = "per-batch",
 ) -> dict:
     """Start a daemon with `config_toml` over the defaults and measure it.
 
     Args:
         concurrency: client counts to sweep; `plan.concurrency` when None.
+        commit: how the daemon commits bar database writes; see `DaemonProcess`.
         memory: after the sweep, drive the daemon to `plan.memory_signals` signals and read its
             resident memory halfway and at the end. It is also read after the streams opened
             and after the one-client trials, once the background XLA compilation (about 60 MiB
@@ -101,7 +103,7 @@ def measure_daemon(
     """
     concurrency = concurrency or plan.concurrency
     clients = max(concurrency)
-    daemon = DaemonProcess(models_dir, workdir, name, config_toml=config_toml)
+    daemon = DaemonProcess(models_dir, workdir, name, config_toml=config_toml, commit=commit)
     results: dict = {"config": config_toml.strip() or "defaults", "streams": clients}
     _progress(f"starting a daemon ({name}: {' '.join(config_toml.split()) or 'defaults'})")
     results["start_to_listening_s"] = daemon.start()
