@@ -16,6 +16,7 @@ from sigbridge.daemon.control import check_control_allowed, is_local_peer
 from sigbridge.daemon.dispatcher import Dispatcher
 from sigbridge.daemon.protocol import PROTOCOL_VERSION, ProtocolError, Rollback, Unpin, decode_request, encode
 from sigbridge.daemon.registry import ModelRegistry
+from sigbridge.daemon.reload import merge_reloaded
 from sigbridge.model_commands import run_models_command
 from sigbridge.models.versions import PIN_FILE, version_folder
 
@@ -226,3 +227,13 @@ def test_hello_log_joins_connection_by_fd(daemon, eurusd, caplog):
             time.sleep(0.05)
     assert hellos, messages
     assert hellos[0] in connected
+
+
+def test_control_from_reloads_live(two_versions):
+    merged, waiting = merge_reloaded(two_versions, two_versions.replace("security", control_from="none"))
+    assert merged.security.control_from == "none"
+    assert waiting == []
+    dispatcher = Dispatcher(two_versions, ModelRegistry(two_versions.paths.models_dir), None)
+    dispatcher.apply_config(merged)
+    reply = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("127.0.0.1", 12))
+    assert reply["code"] == ErrorCode.CONTROL_REFUSED

@@ -121,6 +121,19 @@ def test_registry_promote_prunes(models_dir):
     assert bundle_versions(models_dir, "EURUSD", "H1") == [3, 4]
 
 
+def test_registry_prunes_to_changed_keep(models_dir):
+    registry = ModelRegistry(models_dir, keep_bundles=3)
+    add_versions(models_dir, 5, first_new=4)
+    registry.promote("EURUSD", "H1", lambda: load_bundle(version_folder(models_dir, "EURUSD", "H1", 4)))
+    assert bundle_versions(models_dir, "EURUSD", "H1") == [3, 4, 5]
+
+    # A reload assigns the new value, and the next promotion prunes to it.
+    registry.keep_bundles = 1
+    promoted = registry.promote("EURUSD", "H1", lambda: load_bundle(version_folder(models_dir, "EURUSD", "H1", 5)))
+    assert registry.get("EURUSD", "H1") is promoted
+    assert bundle_versions(models_dir, "EURUSD", "H1") == [5]
+
+
 def test_prune_keeps_protected(models_dir):
     deleted = prune_bundles(models_dir, "EURUSD", "H1", keep=1, protect={1})
     assert deleted == [2]
@@ -197,3 +210,21 @@ def test_schedule_lockstep_ignores_seconds():
     key = ("EURUSD", "H1")
     plan.record_attempt(key, int(TIMES[499]), now=0.0)
     assert not plan.is_due(key, TIMES[:550], int(TIMES[400]), now=1e9)
+
+
+def test_schedule_apply_keeps_attempts():
+    plan = schedule()
+    key = ("EURUSD", "H1")
+    trained_until = int(TIMES[499])
+    plan.record_attempt(key, int(TIMES[599]))
+    plan.apply(RetrainingConfig(every_bars=50, every_seconds=0))
+    # Counted from the last attempt, which the new settings keep, not from the trained-until bar.
+    assert not plan.is_due(key, TIMES[:649], trained_until)
+    assert plan.is_due(key, TIMES[:650], trained_until)
+
+
+def test_schedule_apply_lockstep_ignores_seconds():
+    plan = RetrainSchedule(RetrainingConfig(every_bars=100, every_seconds=0), count_seconds=False)
+    plan.apply(RetrainingConfig(every_bars=0, every_seconds=1))
+    assert plan.every_seconds == 0
+    assert not plan.is_due(("EURUSD", "H1"), TIMES[:550], int(TIMES[400]), now=1e9)

@@ -12,7 +12,10 @@ import time
 import pytest
 
 from sigbridge.client import SigBridgeClient
+from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.service import TRAINER_STOP_TIMEOUT
+from sigbridge.daemon.sessions import Stream, StreamKey
+from sigbridge.daemon.trainer import Trainer
 
 from conftest import TRAIN_BARS, start_daemon
 
@@ -125,6 +128,37 @@ def test_retrain_at_scheduled_bar_under_load(retrain_config, eurusd, caplog):
         versions = [reply["model_version"] for reply in hammer.replies]
         changes = sum(1 for before, after in zip(versions, versions[1:]) if before != after)
         assert (versions[0], versions[-1], changes) == (1, 2, 1)
+
+
+def test_trainer_uses_reloaded_every_bars(retrain_config, eurusd, caplog):
+    """A lockstep trainer given a smaller every_bars retrains at the new due point, before the old one."""
+    caplog.set_level(logging.INFO, logger="sigbridge")
+    bars = eurusd.bars
+    registry = ModelRegistry(retrain_config.paths.models_dir)
+    trainer = Trainer(retrain_config.replace("retraining", every_bars=2 * EVERY), registry, lockstep=True)
+    stream = Stream(
+        StreamKey("ea-1", "EURUSD", "H1"),
+        point=eurusd.point,
+        digits=eurusd.digits,
+        utc_offset=0,
+        features=retrain_config.features,
+        max_bars=retrain_config.server.max_bars_per_stream,
+    )
+    try:
+        stream.append(bars[: TRAIN_BARS + EVERY])
+        trainer.observe(stream)
+        assert not messages(caplog, "retraining started")
+
+        trainer.apply_config(retrain_config)
+        trainer.observe(stream)
+    finally:
+        assert trainer.stop(TRAINER_STOP_TIMEOUT)
+
+    assert f"every_bars={EVERY}" in messages(caplog, "trainer uses the reloaded config")[0]
+    started = messages(caplog, "retraining started")
+    assert len(started) == 1
+    assert f"last_bar_time={int(bars.time[TRAIN_BARS + EVERY - 1])}" in started[0]
+    assert registry.get("EURUSD", "H1").version == 2
 
 
 def test_retrain_failures_keep_incumbent(retrain_config, eurusd, caplog):

@@ -29,8 +29,11 @@ from sigbridge.daemon.codes import ExitCode
 from sigbridge.daemon.notify import Notifier
 from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
 from sigbridge.daemon.reload import merge_reloaded
+from sigbridge.daemon.service import _Daemon
+from sigbridge.daemon.sessions import Stream, StreamKey
+from sigbridge.daemon.storage import BarStore
 
-from conftest import start_daemon
+from conftest import TRAIN_BARS, start_daemon
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 UNIT_FILE = REPOSITORY / "config" / "sigbridge.service"
@@ -178,6 +181,49 @@ def test_merge_reloaded_keeps_restart_keys():
     assert waiting == ["server.bind", "features.window"]
 
 
+# A changed value for every live `training` and `retraining` key, valid together.
+TRAINING_CHANGES = {
+    "epochs": 7,
+    "batch_size": 32,
+    "learning_rate": 0.01,
+    "validation_fraction": 0.2,
+    "patience": 2,
+    "seed": 7,
+    "min_examples": 600,
+    "walk_forward_folds": 3,
+}
+RETRAINING_CHANGES = {
+    "enabled": False,
+    "every_bars": 60,
+    "every_seconds": 3600,
+    "train_examples": 700,
+    "holdout_examples": 50,
+    "warm_start": False,
+    "promotion_margin": 0.5,
+    "keep_bundles": 2,
+}
+
+
+def test_merge_reloaded_applies_training_keys():
+    loaded = Config().replace("training", **TRAINING_CHANGES).replace("retraining", **RETRAINING_CHANGES)
+    merged, waiting = merge_reloaded(Config(), loaded)
+    for key, value in TRAINING_CHANGES.items():
+        assert getattr(merged.training, key) == value, f"training.{key} was not applied"
+    for key, value in RETRAINING_CHANGES.items():
+        assert getattr(merged.retraining, key) == value, f"retraining.{key} was not applied"
+    assert waiting == []
+
+
+def test_merge_reloaded_keeps_worker_settings():
+    loaded = Config().replace("training", threads=2, epochs=7).replace("retraining", worker_nice=3, every_bars=60)
+    merged, waiting = merge_reloaded(Config(), loaded)
+    assert merged.training.threads == Config().training.threads
+    assert merged.retraining.worker_nice == Config().retraining.worker_nice
+    assert merged.training.epochs == 7
+    assert merged.retraining.every_bars == 60
+    assert waiting == ["training.threads", "retraining.worker_nice"]
+
+
 def test_merge_reloaded_rejects_invalid_result():
     # Valid on its own, but the live buffer size no longer fits the window that stays until a
     # restart: the buffer must hold warm-up, one window and the minimum examples.
@@ -212,6 +258,46 @@ def test_daemon_restart_resumes_streams(daemon_state, eurusd):
     assert welcome["model_version"] == 1
     assert reply["type"] == "signal"
     assert (reply["accepted"], reply["duplicates"]) == (1, 0)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["trainer", "no-train"])
+def test_daemon_reload_applies_retraining(daemon_state, eurusd, caplog, train):
+    """A reload changes the schedule, the training settings and keep_bundles without a restart.
+
+    The trainer runs in lockstep, so a due stream would retrain inside `observe`.
+    """
+    current = daemon_state.replace("retraining", enabled=True, every_bars=60, every_seconds=0, keep_bundles=5)
+    reloaded = current.replace("retraining", every_bars=120, keep_bundles=2, promotion_margin=0.5)
+    reloaded = reloaded.replace("training", epochs=2, seed=7)
+    store = BarStore(current.paths.bars_database, synchronous=current.storage.synchronous)
+    caplog.set_level(logging.INFO, logger="sigbridge")
+    daemon = _Daemon(current, store, train, Notifier(None), threading.Event(), lambda: reloaded, lockstep=True)
+    try:
+        daemon.reload()
+        assert daemon.config.retraining == reloaded.retraining
+        assert daemon.config.training == reloaded.training
+        assert daemon.registry.keep_bundles == 2
+        assert not [record for record in caplog.records if "after a restart" in record.getMessage()]
+        assert "reloaded configuration and model bundles" in caplog.text
+
+        if train:
+            # 60 bars after the bundle's last training bar: due under the old every_bars only.
+            stream = Stream(
+                StreamKey("ea-1", "EURUSD", "H1"),
+                point=eurusd.point,
+                digits=eurusd.digits,
+                utc_offset=0,
+                features=current.features,
+                max_bars=current.server.max_bars_per_stream,
+            )
+            stream.append(eurusd.bars[: TRAIN_BARS + 60])
+            daemon.trainer.observe(stream)
+            assert "trainer uses the reloaded config retraining=True every_bars=120 every_seconds=0" in caplog.text
+            assert "retraining started" not in caplog.text
+    finally:
+        if daemon.trainer is not None:
+            assert daemon.trainer.stop(30)
+        store.close()
 
 
 def copy_bundle(models_dir: Path, version: int) -> Path:
@@ -341,8 +427,10 @@ def test_serve_sighup_reloads_without_dropping_connections(tmp_path, trained_mod
             client.hello(**hello_for(eurusd))
             first = client.send_bars("EURUSD", "H1", eurusd.bars[:300])
 
-            # A live key and a key that needs a restart.
-            daemon.write_config("[signal]\nthreshold = 0.9999\n[features]\nwindow = 30\n")
+            # Live keys and a key that needs a restart.
+            daemon.write_config(
+                "[signal]\nthreshold = 0.9999\n[features]\nwindow = 30\n[retraining]\nevery_bars = 60\n"
+            )
             daemon.signal(signal.SIGHUP)
             listener.wait_for("READY=1", count=2)
             stricter = client.send_bars("EURUSD", "H1", eurusd.bars[300:301])
@@ -371,6 +459,7 @@ def test_serve_sighup_reloads_without_dropping_connections(tmp_path, trained_mod
     assert stricter["type"] == "signal"
     assert stricter["direction"] == 0
     assert "config key features.window changed; the new value takes effect after a restart" in log
+    assert "retraining.every_bars" not in log
     assert "rejected the reloaded configuration; keeping the current one" in log
     assert "`signal.threshold` must be in [0, 1)" in log
     assert after_rejection["type"] == "signal"

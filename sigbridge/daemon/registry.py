@@ -28,7 +28,8 @@ class ModelRegistry:
 
     Args:
         models_dir: the folder of the bundles, `<state_dir>/models`.
-        keep_bundles: bundles kept per stream after a promotion; None keeps all.
+        keep_bundles: bundles kept per stream after a promotion; None keeps all. A reload may
+            assign the attribute of that name, and the next promotion prunes to the new value.
     """
 
     def __init__(self, models_dir: Path, *, keep_bundles: int | None = None) -> None:
@@ -133,14 +134,15 @@ class ModelRegistry:
         return bundle
 
     def _prune(self, symbol: str, timeframe: str, *, protect: set[int]) -> None:
-        if self.keep_bundles is None:
+        keep = self.keep_bundles  # Read once, because a reload may assign it from another thread.
+        if keep is None:
             return
         with self._lock:
             current = self._bundles.get((symbol, timeframe))
             pinned = self._pinned.get((symbol, timeframe))
         protect = protect | {version for version in (pinned, current and current.version) if version}
         try:
-            prune_bundles(self.models_dir, symbol, timeframe, keep=self.keep_bundles, protect=protect)
+            prune_bundles(self.models_dir, symbol, timeframe, keep=keep, protect=protect)
         except OSError:
             logger.error("cannot delete old model bundles symbol=%s timeframe=%s", symbol, timeframe, exc_info=True)
 

@@ -1,8 +1,9 @@
 """What a SIGHUP reload may change while the daemon serves, and the bundle rescan it triggers.
 
 A reload must not drop connections. Settings that the bound socket, the bar database, the
-feature state of held streams or the running trainer depend on therefore keep their current
-values until a restart, and `merge_reloaded` names each one that changed so the daemon can log it.
+feature state of held streams or the running training worker process depend on therefore keep
+their current values until a restart, and `merge_reloaded` names each one that changed so the
+daemon can log it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from sigbridge.models.bundle import bundle_versions, load_latest_bundle
 
 logger = logging.getLogger(__name__)
 
-# Keys that take effect on reload, by section; every other key, including those of sections
-# added later, waits for a restart. The serving loop and the dispatcher read these from the
-# current config on every request.
+# Keys that take effect on reload, by section. Every other key, including those of sections
+# added later, waits for a restart. The serving loop and the dispatcher read the `server`,
+# `signal` and `security.control_from` keys from the current config on every request. The trainer takes the `training` and
+# `retraining` keys at the start of its next job, and the model registry prunes to the new
+# `keep_bundles` at the next promotion. `training.threads` and `retraining.worker_nice` are not
+# live, because the training worker process applies them when it starts.
 LIVE_KEYS: dict[str, frozenset[str]] = {
     "server": frozenset(
         {
@@ -33,6 +37,31 @@ LIVE_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "signal": frozenset({"threshold"}),
+    "security": frozenset({"control_from"}),
+    "training": frozenset(
+        {
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "validation_fraction",
+            "patience",
+            "seed",
+            "min_examples",
+            "walk_forward_folds",
+        }
+    ),
+    "retraining": frozenset(
+        {
+            "enabled",
+            "every_bars",
+            "every_seconds",
+            "train_examples",
+            "holdout_examples",
+            "warm_start",
+            "promotion_margin",
+            "keep_bundles",
+        }
+    ),
 }
 
 
@@ -43,8 +72,8 @@ def merge_reloaded(current: Config, loaded: Config) -> tuple[Config, list[str]]:
         The merged config and the `section.key` names whose new value waits for a restart.
 
     Raises:
-        ConfigError: the merged config is invalid, e.g. a live limit that no longer fits a kept
-            feature setting.
+        ConfigError: the merged config is invalid, e.g. a live limit or `training.min_examples`
+            that no longer fits a kept feature setting.
     """
     sections = {}
     waiting = []

@@ -40,14 +40,20 @@ class RetrainSchedule:
     since the last attempt (or since the stream was first checked) and it holds at least one newer
     bar. A failed or rejected attempt therefore waits for the next due point.
 
-    Not thread-safe: one thread calls it.
+    Not thread-safe: one thread calls every method, `apply` included. The daemon's trainer calls
+    them only from the thread that trains.
     """
 
     def __init__(self, retraining: RetrainingConfig, *, count_seconds: bool) -> None:
-        self.every_bars = retraining.every_bars
-        self.every_seconds = retraining.every_seconds if count_seconds else 0
+        self.count_seconds = count_seconds
         self._attempts: dict[ModelKey, Attempt] = {}
         self._first_checked: dict[ModelKey, float] = {}
+        self.apply(retraining)
+
+    def apply(self, retraining: RetrainingConfig) -> None:
+        """Use the due points of `retraining` from the next check on, keeping each stream's last attempt."""
+        self.every_bars = retraining.every_bars
+        self.every_seconds = retraining.every_seconds if self.count_seconds else 0
 
     def reference_time(self, key: ModelKey, trained_until_time: int | None) -> int | None:
         """Return the bar time after which bars count as new for `key`."""

@@ -193,7 +193,11 @@ class _Daemon:
             self.notifier.status(self.status_line())
 
     def reload(self) -> None:
-        """Apply a new config and publish newer model bundles without dropping connections."""
+        """Apply a new config and publish newer model bundles without dropping connections.
+
+        The dispatcher switches at once. The trainer switches at the start of its next job, and
+        the registry prunes to the new `retraining.keep_bundles` at the next promotion.
+        """
         self.notifier.reloading()
         logger.info("reloading configuration and model bundles")
         try:
@@ -210,6 +214,9 @@ class _Daemon:
             logger.warning("config key %s changed; the new value takes effect after a restart", name)
         self.config = merged
         self.dispatcher.apply_config(merged)
+        self.registry.keep_bundles = merged.retraining.keep_bundles
+        if self.trainer is not None:
+            self.trainer.apply_config(merged)
         logger.debug("effective config: %s", merged.to_dict())
 
         keys = {(key.symbol, key.timeframe) for key in self.dispatcher.streams}

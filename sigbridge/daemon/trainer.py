@@ -62,6 +62,9 @@ class Trainer:
     to train, and the thread trains it.
     Streams with a model are retrained oldest model first.
 
+    A reload passes a new config to `apply_config`. Each job takes the config that is current
+    when it starts and keeps it until it ends.
+
     Args:
         config: the daemon's config; `training`, `retraining` and `compute` apply.
         registry: where promoted bundles are saved and published.
@@ -85,6 +88,8 @@ class Trainer:
         )
         self._schedule = RetrainSchedule(config.retraining, count_seconds=not lockstep)
         self._lock = threading.Lock()
+        # Set by `apply_config` under `_lock`. The thread that trains moves it to `_config`.
+        self._pending_config: Config | None = None
         self._states: dict[ModelKey, TrainingState] = {}
         self._initial: dict[ModelKey, _Source] = {}
         self._sources: dict[ModelKey, dict[object, _Source]] = {}
@@ -105,6 +110,35 @@ class Trainer:
             self._thread.join(timeout)
         self.worker.close(max(0.1, deadline - time.monotonic()))
         return not self._thread.is_alive()
+
+    def apply_config(self, config: Config) -> None:
+        """Train with `config` from the next job on. A job already running keeps the config it started with.
+
+        Any thread may call this. `training.threads`, `retraining.worker_nice` and `compute.device`
+        stay as they were, because the worker process applies them when it starts.
+        In lockstep, the next `request` or `observe` picks the config up.
+        """
+        with self._lock:
+            self._pending_config = config
+        self._wake.set()
+
+    def _take_config(self) -> Config:
+        """Switch to the config of the last `apply_config`, if any, and return the current config.
+
+        Only the thread that trains calls this, so the schedule stays single-threaded.
+        """
+        with self._lock:
+            pending, self._pending_config = self._pending_config, None
+        if pending is not None:
+            self._config = pending
+            self._schedule.apply(pending.retraining)
+            logger.info(
+                "trainer uses the reloaded config retraining=%s every_bars=%s every_seconds=%s",
+                pending.retraining.enabled,
+                self._schedule.every_bars,
+                self._schedule.every_seconds,
+            )
+        return self._config
 
     def state(self, symbol: str, timeframe: str) -> TrainingState | None:
         with self._lock:
@@ -162,21 +196,22 @@ class Trainer:
 
     def _work_once(self, only: ModelKey | None = None) -> bool:
         """Train one initial model or retrain one due model, of `only` if given; False when nothing is to do."""
+        config = self._take_config()
         with self._lock:
             initial = next(((key, source) for key, source in self._initial.items() if only in (None, key)), None)
             if initial is not None:
                 del self._initial[initial[0]]
         if initial is not None:
-            self._train_initial(*initial)
+            self._train_initial(*initial, config)
             return True
-        due = self._next_due(only)
+        due = self._next_due(only, config)
         if due is None:
             return False
         key, source, incumbent = due
         outcome = retrain_once(
             self.worker,
             self._schedule,
-            self._config,
+            config,
             key,
             bars=source.bars,
             point=source.point,
@@ -185,12 +220,12 @@ class Trainer:
             stop=self._stop,
         )
         if outcome is not None:
-            self._publish(key, outcome, previous=incumbent.version)
+            self._publish(key, outcome, config, previous=incumbent.version)
         return True
 
-    def _next_due(self, only: ModelKey | None) -> tuple[ModelKey, _Source, ModelBundle] | None:
+    def _next_due(self, only: ModelKey | None, config: Config) -> tuple[ModelKey, _Source, ModelBundle] | None:
         """Return the due stream whose model was trained on the oldest bars, with its largest snapshot."""
-        if not self._config.retraining.enabled:
+        if not config.retraining.enabled:
             return None
         with self._lock:
             sources = {
@@ -222,11 +257,11 @@ class Trainer:
             else:
                 self._states[key] = state
 
-    def _train_initial(self, key: ModelKey, source: _Source) -> None:
+    def _train_initial(self, key: ModelKey, source: _Source, config: Config) -> None:
         symbol, timeframe = key
         bars = source.bars
         self._set_state(key, TrainingState("training", f"training the initial model on {len(bars)} bars"))
-        job = TrainingJob(INITIAL, symbol, timeframe, bars, source.point, self._config)
+        job = TrainingJob(INITIAL, symbol, timeframe, bars, source.point, config)
         try:
             outcome = self.worker.run(job, stop=self._stop)
         except NotEnoughDataError as error:
@@ -271,16 +306,17 @@ class Trainer:
                 retry,
                 outcome.decision.reason,
             )
-        if not outcome.decision.promote or self._publish(key, outcome, previous=None) is None:
+        if not outcome.decision.promote or self._publish(key, outcome, config, previous=None) is None:
             message = f"no model published: {outcome.decision.reason}"
             self._set_state(key, TrainingState("waiting_for_history", message, retry_at_bars=retry))
             return
         self._set_state(key, None)
 
-    def _publish(self, key: ModelKey, outcome: TrainingOutcome, *, previous: int | None) -> ModelBundle | None:
+    def _publish(
+        self, key: ModelKey, outcome: TrainingOutcome, config: Config, *, previous: int | None
+    ) -> ModelBundle | None:
         """Save the promoted model as a bundle and publish it; None when that failed or the stream is pinned."""
         symbol, timeframe = key
-        config = self._config
 
         def save() -> ModelBundle:
             return save_bundle(
