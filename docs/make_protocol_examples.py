@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sigbridge.daemon import protocol
+from sigbridge.daemon import protocol, replies
 from sigbridge.daemon.codes import ErrorCode
 
 DOC_PATH = Path(__file__).resolve().with_name("protocol.md")
@@ -62,7 +62,7 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
     ping = {"v": 1, "type": "ping", "id": 3}
     rollback = {"v": 1, "type": "rollback", "id": 4, "symbol": "EURUSD", "timeframe": "H1", "version": 1}
     unpin = {"v": 1, "type": "unpin", "id": 5, "symbol": "EURUSD", "timeframe": "H1"}
-    welcome = protocol.welcome_reply(
+    welcome = replies.welcome_reply(
         1,
         server="sigbridge 0.1.0",
         symbol="EURUSD",
@@ -75,7 +75,7 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         model_version=None,
         max_bars_per_message=100_000,
     )
-    status = protocol.status_reply(
+    status = replies.status_reply(
         2,
         symbol="EURUSD",
         timeframe="H1",
@@ -88,7 +88,7 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         accepted=2,
         duplicates=0,
     )
-    signal = protocol.signal_reply(
+    signal = replies.signal_reply(
         2,
         symbol="EURUSD",
         timeframe="H1",
@@ -101,8 +101,8 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         accepted=2,
         duplicates=0,
     )
-    pong = protocol.pong_reply(3, 1765757000.125)
-    model = protocol.model_reply(
+    pong = replies.pong_reply(3, 1765757000.125)
+    model = replies.model_reply(
         4,
         symbol="EURUSD",
         timeframe="H1",
@@ -110,7 +110,7 @@ def example_messages() -> list[tuple[str, str, dict[str, Any]]]:
         pinned=True,
         message="serving model_version=1, pinned; retraining is paused until `sigbridge models unpin`",
     )
-    error = protocol.error_reply(
+    error = replies.error_reply(
         protocol.ProtocolError(
             ErrorCode.INVALID_FIELD,
             "`timeframe` must be a MetaTrader timeframe name such as H1 or M15, received timeframe='H7'",

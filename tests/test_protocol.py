@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sigbridge.bars import BarValidationError, validate_bars
-from sigbridge.daemon import protocol
+from sigbridge.daemon import replies
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.protocol import (
     MAX_ID,
@@ -567,11 +567,11 @@ def welcome_example(**changes):
         max_bars_per_message=100_000,
     )
     fields.update(changes)
-    return protocol.welcome_reply(REQUEST_ID, **fields)
+    return replies.welcome_reply(REQUEST_ID, **fields)
 
 
 def signal_example():
-    return protocol.signal_reply(
+    return replies.signal_reply(
         REQUEST_ID,
         symbol="EURUSD",
         timeframe="H1",
@@ -587,7 +587,7 @@ def signal_example():
 
 
 def status_example():
-    return protocol.status_reply(
+    return replies.status_reply(
         REQUEST_ID,
         symbol="EURUSD",
         timeframe="H1",
@@ -604,14 +604,14 @@ def status_example():
 
 def error_example(request_id=REQUEST_ID):
     error = ProtocolError(ErrorCode.UNKNOWN_STREAM, "send `hello` first", field="symbol", request_id=request_id)
-    return protocol.error_reply(error)
+    return replies.error_reply(error)
 
 
 REPLY_EXAMPLES = {
     "welcome": welcome_example,
     "signal": signal_example,
     "status": status_example,
-    "pong": lambda: protocol.pong_reply(REQUEST_ID, 1765757000.125),
+    "pong": lambda: replies.pong_reply(REQUEST_ID, 1765757000.125),
     "error": error_example,
 }
 

@@ -7,7 +7,8 @@ import pytest
 
 from sigbridge.bars import COLUMNS, Bars
 from sigbridge.daemon.sessions import Stream, StreamKey
-from sigbridge.daemon.storage import SCHEMA_VERSION, BarStore, StorageError, load_stream, load_streams
+from sigbridge.daemon.restore import load_stream, load_streams
+from sigbridge.daemon.storage import SCHEMA_VERSION, BarStore, StorageError
 
 KEY = StreamKey("ea-1", "EURUSD", "H1")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from sigbridge.daemon import protocol
+from sigbridge.daemon import replies
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.protocol import ProtocolError, Rollback, Unpin
 from sigbridge.daemon.registry import ModelRegistry
@@ -113,6 +113,6 @@ def apply_control(request: Rollback | Unpin, registry: ModelRegistry) -> dict:
             f"cannot change the pin file in the daemon's state folder: {error}; nothing changed",
             request_id=request.id,
         ) from None
-    return protocol.model_reply(
+    return replies.model_reply(
         request.id, symbol=symbol, timeframe=timeframe, model_version=bundle.version, pinned=pinned, message=message
     )

@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from sigbridge import __version__
 from sigbridge.bars import PRICE_COLUMNS
 from sigbridge.config import Config, bars_for_first_signal
-from sigbridge.daemon import ingest, protocol
+from sigbridge.daemon import ingest, protocol, replies
+from sigbridge.daemon.bar_limits import check_bar_limits
 from sigbridge.daemon.batching import PendingSignal, run_signals
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.connections import Peer
 from sigbridge.daemon.control import apply_control, check_control_allowed
 from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError, Rollback, Unpin
 from sigbridge.daemon.sessions import AppendResult, BarsRejected, Signal, Stream, StreamKey
-from sigbridge.daemon.storage import BarStore, StorageError, load_stream, load_streams
+from sigbridge.daemon.restore import load_stream, load_streams
+from sigbridge.daemon.storage import BarStore, StorageError
 from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.trainer import Trainer
 from sigbridge.logsetup import RateLimitedLog
@@ -115,7 +117,7 @@ class Dispatcher:
                 request. The peer may be left out, as in-process callers do; control requests
                 from an unknown peer are then treated as remote.
         """
-        replies: list[dict] = []
+        answers: list[dict] = []
         pending: list[PendingSignal] = []
         pending_slots: list[int] = []
         # Slots of the requests that wrote to the bar database; one commit covers them all.
@@ -131,12 +133,12 @@ class Dispatcher:
                     writes = len(transaction.written) if transaction else 0
                     reply = self._handle_one(identity, payload, received_at, peer)
                     if transaction and len(transaction.written) > writes:
-                        stored_slots.append(len(replies))
+                        stored_slots.append(len(answers))
                     if isinstance(reply, PendingSignal):
                         pending.append(reply)
-                        pending_slots.append(len(replies))
+                        pending_slots.append(len(answers))
                         reply = {"id": reply.request_id}
-                    replies.append(reply)
+                    answers.append(reply)
         except BaseException:
             if transaction is not None:
                 self._undo_batch(transaction.written, None)
@@ -149,12 +151,12 @@ class Dispatcher:
             self._undo_batch(transaction.written, error)
             failed = set(stored_slots)
             for slot in failed:
-                not_stored = ProtocolError(ErrorCode.INTERNAL_ERROR, NOT_STORED_MESSAGE, request_id=replies[slot]["id"])
-                replies[slot] = protocol.error_reply(not_stored)
+                not_stored = ProtocolError(ErrorCode.INTERNAL_ERROR, NOT_STORED_MESSAGE, request_id=answers[slot]["id"])
+                answers[slot] = replies.error_reply(not_stored)
             signals = [(index, signal) for index, signal in signals if pending_slots[index] not in failed]
         for index, signal in signals:
-            replies[pending_slots[index]] = self._signal_reply(pending[index], signal)
-        return replies
+            answers[pending_slots[index]] = self._signal_reply(pending[index], signal)
+        return answers
 
     def _undo_batch(self, keys: list[StreamKey], error: StorageError | None) -> None:
         """Rebuild the streams written in a batch whose commit failed, from the database.
@@ -202,11 +204,11 @@ class Dispatcher:
                 error.code.name,
                 error.message,
             )
-            return protocol.error_reply(error)
+            return replies.error_reply(error)
 
     def _apply(self, identity: bytes, request, received_at: float, peer: Peer) -> dict | PendingSignal:
         if isinstance(request, Ping):
-            return protocol.pong_reply(request.id, time.time())
+            return replies.pong_reply(request.id, time.time())
         if isinstance(request, Hello):
             return self._hello(identity, request, peer)
         if isinstance(request, (Rollback, Unpin)):
@@ -273,7 +275,7 @@ class Dispatcher:
 
         bundle = self.registry.get(hello.symbol, hello.timeframe)
         state, message = self._stream_state(stream, bundle)
-        return protocol.welcome_reply(
+        return replies.welcome_reply(
             hello.id,
             server=SERVER_NAME,
             symbol=hello.symbol,
@@ -342,7 +344,7 @@ class Dispatcher:
                 request_id=request.id,
             )
         stream = self.streams[key]
-        protocol.check_bar_limits(
+        check_bar_limits(
             request.bars,
             now=time.time(),
             utc_offset=stream.utc_offset,
@@ -406,7 +408,7 @@ class Dispatcher:
         elif self.trainer is not None and self._bars_needed(stream, has_model=False) == 0:
             self.trainer.request(key.symbol, key.timeframe, stream.bars, stream.point)
         state, message = self._stream_state(stream, bundle)
-        return protocol.status_reply(
+        return replies.status_reply(
             request_id,
             state=state,
             message=message,
@@ -421,8 +423,8 @@ class Dispatcher:
         if signal is None:
             # The forward pass failed and was logged; the bars stay accepted.
             error = ProtocolError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, request_id=pending.request_id)
-            return protocol.error_reply(error)
-        return protocol.signal_reply(
+            return replies.error_reply(error)
+        return replies.signal_reply(
             pending.request_id,
             bar_time=signal.bar_time,
             direction=signal.direction,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import zmq
 
-from sigbridge.daemon import protocol
+from sigbridge.daemon import protocol, replies
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.connections import ConnectionMonitor, Peer, message_peer
 from sigbridge.daemon.dispatcher import Dispatcher
@@ -219,15 +219,15 @@ class Server:
                     logging.WARNING, identity, "malformed envelope client_identity=%s frames=%s", identity.hex(), len(frames) - 1
                 )
                 envelope = [b""] if frames[1:2] == [b""] else []
-                outgoing.append((identity, envelope, protocol.error_reply(error)))
+                outgoing.append((identity, envelope, replies.error_reply(error)))
             else:
                 outgoing.append((identity, envelope, None))
                 requests.append((identity, payload, received_at, peer))
 
-        replies = iter(self._handle_batch(requests))
+        handled = iter(self._handle_batch(requests))
         for identity, envelope, reply in outgoing:
             if reply is None:
-                reply = next(replies)
+                reply = next(handled)
             try:
                 socket.send_multipart([identity, *envelope, protocol.encode(reply)], zmq.NOBLOCK)
             except zmq.Again:
@@ -246,4 +246,4 @@ class Server:
                 "the server failed while handling this request; see the server log. Bars it "
                 "accepted are kept, so re-sending them is safe",
             )
-            return [protocol.error_reply(error)] * len(requests)
+            return [replies.error_reply(error)] * len(requests)

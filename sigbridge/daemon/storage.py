@@ -1,4 +1,4 @@
-"""The bar database: every accepted bar of every stream in SQLite, and streams rebuilt from it.
+"""The bar database: every accepted bar of every stream in SQLite (`restore` rebuilds streams from it).
 
 One file, `<state_dir>/bars.sqlite3`, in WAL mode. The dispatcher writes the requests of one
 micro-batch in one transaction, each request in its own savepoint, and commits it before it sends
@@ -23,8 +23,7 @@ import threading
 from pathlib import Path
 
 from sigbridge.bars import COLUMNS, Bars
-from sigbridge.config import Config
-from sigbridge.daemon.sessions import BarsRejected, Stream, StreamKey
+from sigbridge.daemon.sessions import StreamKey
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +97,8 @@ class BarStore:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"`synchronous` must be \"full\" or \"normal\", received synchronous={synchronous!r}")
         self.path = Path(path)
-        # Held by a transaction from its start to the end of its commit, which may run in the
-        # commit thread; the thread that opened the transaction writes without taking it again.
+        # A transaction takes it at its start and releases it when its commit ends, possibly in
+        # the commit thread. The thread that opened the transaction writes without taking it again.
         self._lock = threading.Lock()
         self._stream_ids: dict[StreamKey, int] = {}
         self._transaction: Transaction | None = None
@@ -233,7 +232,7 @@ class BarStore:
         request. An exception inside the block undoes every write in it.
 
         With `background`, leaving the block starts the commit in the store's commit thread and
-        returns at once; `Transaction.wait()` waits for it and raises what it raised. Meanwhile
+        returns at once. `Transaction.wait()` waits for that commit and raises its StorageError. Meanwhile
         other calls on the store wait, and the caller can compute while the disk syncs.
 
         Raises:
@@ -243,7 +242,7 @@ class BarStore:
         return Transaction(self, background=background)
 
     def _guard(self):
-        """The lock, or nothing for the thread inside a transaction, which already holds it."""
+        """Return the lock, or a no-op context for the thread inside a transaction, which owns it."""
         transaction = self._transaction
         if transaction is not None and transaction.owner == threading.get_ident():
             return contextlib.nullcontext()
@@ -420,54 +419,3 @@ class Transaction:
         """
         if self._commit is not None:
             self._commit.result()
-
-
-def load_stream(store: BarStore, stored: StoredStream, config: Config) -> Stream:
-    """Rebuild a stream from its stored bars, as if they had just been received.
-
-    Features are recomputed from the newest `server.max_bars_per_stream` bars. Their recursive
-    averages forget their seed within a few hundred bars, so the last window matches the stream
-    before the restart to within float rounding once the buffer is full.
-
-    Raises:
-        StorageError: the bars cannot be read, or the stored bars are invalid.
-    """
-    stream = Stream(
-        stored.key,
-        point=stored.point,
-        digits=stored.digits,
-        utc_offset=stored.utc_offset,
-        features=config.features,
-        max_bars=config.server.max_bars_per_stream,
-    )
-    bars = store.load_bars(stored.key, last=config.server.max_bars_per_stream)
-    if not len(bars):
-        return stream
-    try:
-        stream.append(bars)
-    except BarsRejected as error:
-        raise StorageError(
-            f"bar database {store.path} holds invalid bars for stream {stored.key}: {error}"
-        ) from None
-    # Bars older than the buffer count too: re-sends of them are duplicates, and warm-up and
-    # training thresholds see every bar received.
-    stream.bars_seen = stored.bar_count
-    stream.first_time = stored.first_time
-    return stream
-
-
-def load_streams(store: BarStore, config: Config) -> list[Stream]:
-    """Rebuild every stored stream; see `load_stream`."""
-    streams = []
-    for stored in store.streams():
-        stream = load_stream(store, stored, config)
-        logger.info(
-            "restored stream client=%s symbol=%s timeframe=%s bars=%s last_bar_time=%s",
-            stored.key.client,
-            stored.key.symbol,
-            stored.key.timeframe,
-            stored.bar_count,
-            stream.last_time,
-        )
-        streams.append(stream)
-    return streams

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sigbridge.daemon import protocol
+from sigbridge.daemon import protocol, replies
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.protocol import ProtocolError
 
@@ -123,11 +123,11 @@ REQUESTS = (
 
 
 def _error(code: ErrorCode, message: str, *, field: str | None, request_id: int | None) -> dict[str, Any]:
-    return protocol.error_reply(ProtocolError(code, message, field=field, request_id=request_id))
+    return replies.error_reply(ProtocolError(code, message, field=field, request_id=request_id))
 
 
 def _welcome_fresh() -> dict[str, Any]:
-    return protocol.welcome_reply(
+    return replies.welcome_reply(
         1,
         server="sigbridge 0.1.0",
         symbol="EURUSD",
@@ -143,7 +143,7 @@ def _welcome_fresh() -> dict[str, Any]:
 
 
 def _welcome_resumed() -> dict[str, Any]:
-    return protocol.welcome_reply(
+    return replies.welcome_reply(
         2,
         server="sigbridge 0.1.0",
         symbol="EURUSD",
@@ -172,7 +172,7 @@ def _signal(**changes: Any) -> dict[str, Any]:
         duplicates=0,
     )
     fields.update(changes)
-    return protocol.signal_reply(7, **fields)
+    return replies.signal_reply(7, **fields)
 
 
 def _without(message: dict[str, Any], key: str) -> dict[str, Any]:
@@ -186,7 +186,7 @@ REPLIES = (
     ReplyVector("signal_duplicate", _signal(direction=0, score=0.0312, distance=-0.0004, accepted=0, duplicates=1)),
     ReplyVector(
         "status_training",
-        protocol.status_reply(
+        replies.status_reply(
             8,
             symbol="EURUSD",
             timeframe="H1",
@@ -223,7 +223,7 @@ REPLIES = (
             request_id=10,
         ),
     ),
-    ReplyVector("pong", protocol.pong_reply(12, 1750640400.25)),
+    ReplyVector("pong", replies.pong_reply(12, 1750640400.25)),
     ReplyVector(
         "welcome_extended",
         {**_welcome_resumed(), "extension": [1, {"nested": None}, "x", b"\x00\x01"], "flag": True, "ratio": 0.5},
