@@ -284,3 +284,32 @@ def test_frame_over_socket_limit_drops_connection_only(daemon_state, eurusd):
         running.stop()
     assert reply["type"] == "pong"
     assert reply["id"] == 7
+
+
+# The `row` of each error reply: the offending bar's index in the request, nil for the others.
+ROWS = {
+    "price as string": 1,
+    "price as bool": 0,
+    "time as float": 0,
+    "NaN price": 1,
+    "infinite price": 1,
+    "zero price": 0,
+    "negative price": 2,
+    "high below low": 2,
+    "negative tick volume": 0,
+    "absurd price": 0,
+    "bars out of order": 1,
+    "duplicated time in message": 1,
+    "time never held": 0,
+    "changed older bar": 0,
+    "time in the future": 0,
+    "time in milliseconds": 0,
+    "negative time": 0,
+}
+
+
+@pytest.mark.parametrize("name, payload_for", [case[:2] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_row(served, eurusd, name, payload_for):
+    reply = served[0].handle(IDENTITY, payload_for(eurusd))
+    assert reply["type"] == "error"
+    assert reply["row"] == ROWS.get(name)

@@ -29,6 +29,7 @@ from mql5_harness.translate import TranslationError, translate_source
 from sigbridge.client import SigBridgeClient, bars_message
 from sigbridge.config import Config
 from sigbridge.daemon import protocol
+from sigbridge.daemon import replies as reply_builders
 from sigbridge.daemon.codes import ErrorCode
 
 PERIOD_H1 = 16385  # ENUM_TIMEFRAMES value of PERIOD_H1
@@ -79,7 +80,7 @@ def test_golden_reply_round_trips_through_msgpack(vector):
 
 def test_golden_replies_cover_every_reply_builder():
     covered = {vector.message["type"] for vector in golden_vectors.REPLIES if vector.valid}
-    builders = {name.removesuffix("_reply") for name in dir(protocol) if name.endswith("_reply") and name != "_reply"}
+    builders = {name.removesuffix("_reply") for name in dir(reply_builders) if name.endswith("_reply") and name != "_reply"}
     assert builders - covered == set(golden_vectors.REPLIES_NOT_PARSED)
 
 

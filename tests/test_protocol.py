@@ -634,6 +634,7 @@ def test_error_reply_fields():
         "name": "UNKNOWN_STREAM",
         "message": "send `hello` first",
         "field": "symbol",
+        "row": None,
     }
 
 

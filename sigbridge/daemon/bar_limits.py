@@ -36,6 +36,7 @@ def check_bar_limits(bars: Bars, *, now: float, utc_offset: int, max_future_seco
             ErrorCode.INVALID_BAR,
             f"`time` must be seconds since 1970-01-01, received time={int(bars.time[row])} at bar {row}",
             field="time",
+            row=row,
         )
     future = np.flatnonzero(bars.time > latest)
     if future.size:
@@ -46,6 +47,7 @@ def check_bar_limits(bars: Bars, *, now: float, utc_offset: int, max_future_seco
             f"current server time ({int(now) + utc_offset}, from utc_offset={utc_offset}); send bar open "
             "times in seconds, not milliseconds, and check `utc_offset`",
             field="time",
+            row=row,
         )
     for name in ("open", "high", "low", "close"):
         column = getattr(bars, name)
@@ -56,6 +58,7 @@ def check_bar_limits(bars: Bars, *, now: float, utc_offset: int, max_future_seco
                 ErrorCode.INVALID_BAR,
                 f"`{name}` must be at most {MAX_PRICE:g}, received {name}={float(column[row])!r} at bar {row}",
                 field=name,
+                row=row,
             )
 
 

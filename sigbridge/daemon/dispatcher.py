@@ -356,7 +356,7 @@ class Dispatcher:
             code = ErrorCode.INVALID_BAR
             if error.out_of_order:
                 code = ErrorCode.BAR_CONFLICT if error.column in PRICE_COLUMNS else ErrorCode.BARS_OUT_OF_ORDER
-            raise ProtocolError(code, str(error), field=error.column, request_id=request.id) from None
+            raise ProtocolError(code, str(error), field=error.column, request_id=request.id, row=error.row) from None
         except ingest.NotStored as error:
             self.streams[key] = error.stream
             logger.error(

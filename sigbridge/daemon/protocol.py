@@ -45,15 +45,23 @@ class ProtocolError(Exception):
         code: the `ErrorCode` sent to the client.
         field: the offending field, when one is to blame.
         request_id: the request's `id` when it could be read, else None.
+        row: index of the offending bar in a `bars` request's columns, when one bar is to blame.
     """
 
     def __init__(
-        self, code: ErrorCode, message: str, *, field: str | None = None, request_id: int | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        request_id: int | None = None,
+        row: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.field = field
         self.request_id = request_id
+        self.row = row
 
     @property
     def message(self) -> str:
@@ -378,16 +386,22 @@ def _column(message: dict, name: str, *, integer: bool, size: int | None) -> np.
         )
     expected = "integers" if integer else "numbers"
     # Checked per value: numpy would silently turn True into 1 inside a numeric array.
-    for value in values:
+    for row, value in enumerate(values):
         if not _is_number(value, integer):
             raise ProtocolError(
-                ErrorCode.INVALID_FIELD, f"`{name}` must contain only {expected}, received {value!r}", field=name
+                ErrorCode.INVALID_FIELD,
+                f"`{name}` must contain only {expected}, received {value!r} at bar {row}",
+                field=name,
+                row=row,
             )
     if integer:
-        outside = next((value for value in values if not -(2**63) <= value < 2**63), None)
+        outside = next((row for row, value in enumerate(values) if not -(2**63) <= value < 2**63), None)
         if outside is not None:
             raise ProtocolError(
-                ErrorCode.INVALID_FIELD, f"`{name}` holds {outside}, which is outside int64", field=name
+                ErrorCode.INVALID_FIELD,
+                f"`{name}` holds {values[outside]} at bar {outside}, which is outside int64",
+                field=name,
+                row=outside,
             )
     array = np.asarray(values)
     return array.astype(np.int64 if integer else np.float64)

@@ -17,7 +17,13 @@ def _reply(kind: str, request_id: int | None, **fields: Any) -> dict[str, Any]:
 
 def error_reply(error: ProtocolError) -> dict[str, Any]:
     return _reply(
-        "error", error.request_id, code=int(error.code), name=error.code.name, message=error.message, field=error.field
+        "error",
+        error.request_id,
+        code=int(error.code),
+        name=error.code.name,
+        message=error.message,
+        field=error.field,
+        row=error.row,
     )
 
 

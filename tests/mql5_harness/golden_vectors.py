@@ -122,8 +122,10 @@ REQUESTS = (
 )
 
 
-def _error(code: ErrorCode, message: str, *, field: str | None, request_id: int | None) -> dict[str, Any]:
-    return replies.error_reply(ProtocolError(code, message, field=field, request_id=request_id))
+def _error(
+    code: ErrorCode, message: str, *, field: str | None, request_id: int | None, row: int | None = None
+) -> dict[str, Any]:
+    return replies.error_reply(ProtocolError(code, message, field=field, request_id=request_id, row=row))
 
 
 def _welcome_fresh() -> dict[str, Any]:
@@ -208,6 +210,7 @@ REPLIES = (
             "and is not a bar already held; send closed bars oldest first",
             field="time",
             request_id=9,
+            row=0,
         ),
     ),
     ReplyVector(
@@ -281,6 +284,7 @@ REPLY_MEMBERS: dict[str, tuple[str, str, str | None]] = {
     "code": ("errorCode", "long", None),
     "name": ("errorName", "string", None),
     "field": ("errorField", "string", "hasErrorField"),
+    "row": ("errorRow", "long", "hasErrorRow"),
     "time": ("serverTime", "double", None),
 }
 

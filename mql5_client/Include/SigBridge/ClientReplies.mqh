@@ -117,8 +117,9 @@ void SigBridgeClient::onBarsReply(const SigBridgeReply &reply)
 void SigBridgeClient::onError(const SigBridgeReply &reply)
   {
    long code=reply.errorCode;
-   setError(StringFormat("the daemon rejected %s id=%I64d: %s (%I64d), field=%s: %s",m_pendingType,m_pendingId,
-                         reply.errorName,code,reply.hasErrorField ? reply.errorField : "none",reply.message),code);
+   setError(StringFormat("the daemon rejected %s id=%I64d: %s (%I64d), field=%s, row=%s: %s",m_pendingType,m_pendingId,
+                         reply.errorName,code,reply.hasErrorField ? reply.errorField : "none",
+                         reply.hasErrorRow ? IntegerToString(reply.errorRow) : "none",reply.message),code);
    bool barsPending=(m_state==SIGBRIDGE_CLIENT_WAITING_BARS);
 
    bool conflict=(code==SIGBRIDGE_ERROR_BARS_OUT_OF_ORDER || code==SIGBRIDGE_ERROR_BAR_CONFLICT);

@@ -120,28 +120,28 @@ string SigBridgeGoldenHex_status_training(void)
 string SigBridgeGoldenHex_error_out_of_order(void)
   {
    string hex="";
-   hex+="87a17601a474797065a56572726f72a2696409a4636f646506a46e616d65b1424152535f4f55545f4f465f4f52444552";
+   hex+="88a17601a474797065a56572726f72a2696409a4636f646506a46e616d65b1424152535f4f55545f4f465f4f52444552";
    hex+="a76d657373616765d9936261722074696d653d31373530363336383030206174206261722030206973206e6f74206c61";
    hex+="746572207468616e20746865206c61737420626172207265636569766564202874696d653d3137353036343034303029";
    hex+="20616e64206973206e6f7420612062617220616c72656164792068656c643b2073656e6420636c6f7365642062617273";
-   hex+="206f6c64657374206669727374a56669656c64a474696d65";
+   hex+="206f6c64657374206669727374a56669656c64a474696d65a3726f7700";
    return(hex);
   }
 string SigBridgeGoldenHex_error_without_id(void)
   {
    string hex="";
-   hex+="87a17601a474797065a56572726f72a26964c0a4636f646501a46e616d65a94d414c464f524d4544a76d657373616765";
+   hex+="88a17601a474797065a56572726f72a26964c0a4636f646501a46e616d65a94d414c464f524d4544a76d657373616765";
    hex+="d93a6672616d65206973206e6f742076616c6964206d73677061636b3a20756e7061636b286229207265636569766564";
-   hex+="20657874726120646174612ea56669656c64c0";
+   hex+="20657874726120646174612ea56669656c64c0a3726f77c0";
    return(hex);
   }
 string SigBridgeGoldenHex_error_unicode(void)
   {
    string hex="";
-   hex+="87a17601a474797065a56572726f72a269640aa4636f646504a46e616d65ad494e56414c49445f4649454c44a76d6573";
+   hex+="88a17601a474797065a56572726f72a269640aa4636f646504a46e616d65ad494e56414c49445f4649454c44a76d6573";
    hex+="73616765d95260636c69656e7460206d757374206e6f7420636f6e7461696e20636f6e74726f6c206368617261637465";
    hex+="72732c20726563656976656420275ac3bc7269636820e282ac2d6465736b20f09d849e5c78303727a56669656c64a663";
-   hex+="6c69656e74";
+   hex+="6c69656e74a3726f77c0";
    return(hex);
   }
 string SigBridgeGoldenHex_pong(void)
@@ -655,6 +655,8 @@ void SigBridgeGoldenReply_error_out_of_order(SigBridgeSelfTestResult &result)
    SelfTestExpectString(result,"error_out_of_order.message",reply.message,"bar time=1750636800 at bar 0 is not later than the last bar received (time=1750640400) and is not a bar already held; send closed bars oldest first");
    SelfTestExpectBool(result,"error_out_of_order.field",reply.hasErrorField,true);
    SelfTestExpectString(result,"error_out_of_order.field",reply.errorField,"time");
+   SelfTestExpectBool(result,"error_out_of_order.row",reply.hasErrorRow,true);
+   SelfTestExpectLong(result,"error_out_of_order.row",(long)reply.errorRow,0);
   }
 //+------------------------------------------------------------------+
 void SigBridgeGoldenReply_error_without_id(SigBridgeSelfTestResult &result)
@@ -671,6 +673,7 @@ void SigBridgeGoldenReply_error_without_id(SigBridgeSelfTestResult &result)
    SelfTestExpectString(result,"error_without_id.name",reply.errorName,"MALFORMED");
    SelfTestExpectString(result,"error_without_id.message",reply.message,"frame is not valid msgpack: unpack(b) received extra data.");
    SelfTestExpectBool(result,"error_without_id.field",reply.hasErrorField,false);
+   SelfTestExpectBool(result,"error_without_id.row",reply.hasErrorRow,false);
   }
 //+------------------------------------------------------------------+
 void SigBridgeGoldenReply_error_unicode(SigBridgeSelfTestResult &result)
@@ -690,6 +693,7 @@ void SigBridgeGoldenReply_error_unicode(SigBridgeSelfTestResult &result)
    SelfTestExpectString(result,"error_unicode.message",reply.message,ShortArrayToString(text1));
    SelfTestExpectBool(result,"error_unicode.field",reply.hasErrorField,true);
    SelfTestExpectString(result,"error_unicode.field",reply.errorField,"client");
+   SelfTestExpectBool(result,"error_unicode.row",reply.hasErrorRow,false);
   }
 //+------------------------------------------------------------------+
 void SigBridgeGoldenReply_pong(SigBridgeSelfTestResult &result)

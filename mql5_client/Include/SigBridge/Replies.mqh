@@ -46,6 +46,8 @@ struct SigBridgeReply
    string            errorName;
    string            errorField;
    bool              hasErrorField;
+   long              errorRow;         // index of the offending bar in the request's columns
+   bool              hasErrorRow;
    //--- pong
    double            serverTime;       // daemon clock, seconds since 1970 (UTC)
   };
@@ -81,6 +83,8 @@ void SigBridgeResetReply(SigBridgeReply &reply)
    reply.errorName="";
    reply.errorField="";
    reply.hasErrorField=false;
+   reply.errorRow=0;
+   reply.hasErrorRow=false;
    reply.serverTime=0.0;
   }
 //+------------------------------------------------------------------+
@@ -208,6 +212,19 @@ bool SigBridgeReadSignal(const MsgpackMap &map,SigBridgeReply &reply,string &err
    return(true);
   }
 //+------------------------------------------------------------------+
+//| Reads `row` of an error reply; older daemons leave it out.       |
+//+------------------------------------------------------------------+
+bool SigBridgeReadErrorRow(const MsgpackMap &map,SigBridgeReply &reply,string &error)
+  {
+   if(map.typeOf("row")==MSGPACK_TYPE_INVALID)
+     {
+      reply.errorRow=0;
+      reply.hasErrorRow=false;
+      return(true);
+     }
+   return(SigBridgeReadOptionalInteger(map,"row",reply.errorRow,reply.hasErrorRow,error));
+  }
+//+------------------------------------------------------------------+
 //| Fields of an error reply.                                        |
 //+------------------------------------------------------------------+
 bool SigBridgeReadError(const MsgpackMap &map,SigBridgeReply &reply,string &error)
@@ -215,7 +232,8 @@ bool SigBridgeReadError(const MsgpackMap &map,SigBridgeReply &reply,string &erro
    return(SigBridgeReadInteger(map,"code",reply.errorCode,error) &&
           SigBridgeReadString(map,"name",reply.errorName,error) &&
           SigBridgeReadString(map,"message",reply.message,error) &&
-          SigBridgeReadOptionalString(map,"field",reply.errorField,reply.hasErrorField,error));
+          SigBridgeReadOptionalString(map,"field",reply.errorField,reply.hasErrorField,error) &&
+          SigBridgeReadErrorRow(map,reply,error));
   }
 //+------------------------------------------------------------------+
 //| Decodes the first `size` bytes of `payload` into `reply`.        |
