@@ -1,4 +1,4 @@
-"""The `sigbridge` command: serve, feed, train, replay, demo, models and keygen."""
+"""The `sigbridge` command: serve, feed, train, replay, demo, models, streams and keygen."""
 
 from __future__ import annotations
 
@@ -119,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(unpin)
     unpin.add_argument("stream", help="stream folder name as `models list` shows it, e.g. EURUSD_H1")
     _add_control_endpoint(unpin)
+
+    streams = commands.add_parser("streams", help="list or delete the streams stored in the bar database (daemon stopped)")
+    stream_commands = streams.add_subparsers(dest="streams_command", required=True, metavar="ACTION")
+    stream_listing = stream_commands.add_parser(
+        "list", help="list the stored streams with their bar counts and first and last bar times (UTC)"
+    )
+    _add_common(stream_listing)
+    stream_listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stream_delete = stream_commands.add_parser(
+        "delete",
+        help="delete a stream and all its bars, freeing its place under server.max_streams_per_client and "
+        "server.max_streams; model bundles stay",
+    )
+    _add_common(stream_delete)
+    stream_delete.add_argument("client", help="client name the EA sent in hello, as `streams list` shows it")
+    stream_delete.add_argument("symbol", help="symbol, e.g. EURUSD")
+    stream_delete.add_argument("timeframe", help="MetaTrader timeframe, e.g. H1")
     return parser
 
 

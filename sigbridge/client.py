@@ -72,6 +72,9 @@ class SigBridgeClient:
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            if self.endpoint.startswith("tcp://["):
+                # ZeroMQ connects to an IPv6 address only with the IPV6 option on.
+                self._socket.setsockopt(zmq.IPV6, 1)
             if self.curve is not None:
                 server_key, public_key, secret_key = self.curve
                 self._socket.curve_serverkey = server_key

@@ -195,6 +195,12 @@ def run_models(args: argparse.Namespace, config: Config) -> int:
     return run_models_command(args, config)
 
 
+def run_streams(args: argparse.Namespace, config: Config) -> int:
+    from sigbridge.stream_commands import run_streams_command  # noqa: PLC0415
+
+    return run_streams_command(args, config)
+
+
 def _time_text(seconds) -> str:
     import datetime  # noqa: PLC0415
 

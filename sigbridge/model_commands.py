@@ -1,7 +1,8 @@
 """`sigbridge models`: list the bundles, pin a stream to an older version (rollback), or unpin it.
 
 A rollback or unpin changes the pin file in the state folder, so a daemon started later serves
-the pinned version. With `--endpoint`, the running daemon applies it too, over a control request.
+the pinned version. With `--endpoint`, the command sends a control request instead, and the
+running daemon applies it and changes the pin file itself.
 """
 
 from __future__ import annotations
@@ -103,22 +104,24 @@ def rollback(args: argparse.Namespace, config: Config) -> int:
     symbol, timeframe = resolve_stream(models_dir, args.stream)
     # Loading checks the model file against its recorded SHA-256 before anything is pinned.
     load_bundle(version_folder(models_dir, symbol, timeframe, args.version))
+    if args.endpoint is not None:
+        # The daemon writes the pin file itself, so a rejected request leaves the pin unchanged.
+        return _send_control(args, {"type": "rollback", "symbol": symbol, "timeframe": timeframe, "version": args.version})
     path = write_pin(models_dir, symbol, timeframe, args.version)
     print(f"pinned {symbol} {timeframe} to model_version={args.version} ({path})")
-    if args.endpoint is None:
-        print("a daemon serves it from its next start; pass --endpoint to apply it to a running daemon now")
-        return ExitCode.OK
-    return _send_control(args, {"type": "rollback", "symbol": symbol, "timeframe": timeframe, "version": args.version})
+    print("a daemon serves it from its next start; pass --endpoint to apply it to a running daemon now")
+    return ExitCode.OK
 
 
 def unpin(args: argparse.Namespace, config: Config) -> int:
     models_dir = config.paths.models_dir
     symbol, timeframe = resolve_stream(models_dir, args.stream)
+    if args.endpoint is not None:
+        # The daemon removes the pin file itself, so a rejected request leaves the pin unchanged.
+        return _send_control(args, {"type": "unpin", "symbol": symbol, "timeframe": timeframe})
     removed = clear_pin(models_dir, symbol, timeframe)
     print(f"unpinned {symbol} {timeframe}" if removed else f"{symbol} {timeframe} was not pinned in {models_dir}")
-    if args.endpoint is None:
-        return ExitCode.OK
-    return _send_control(args, {"type": "unpin", "symbol": symbol, "timeframe": timeframe})
+    return ExitCode.OK
 
 
 def _send_control(args: argparse.Namespace, message: dict) -> int:

@@ -72,11 +72,13 @@ class RunningDaemon:
         assert not self.thread.is_alive(), "daemon thread did not stop"
 
 
-def start_daemon(config: Config, *, train: bool = True, lockstep: bool = False) -> RunningDaemon:
+def start_daemon(
+    config: Config, *, train: bool = True, lockstep: bool = False, bind: str = "tcp://127.0.0.1:*"
+) -> RunningDaemon:
     """Run `run_daemon` in a thread on a free loopback port and wait until it is bound."""
     from sigbridge.daemon.service import run_daemon
 
-    config = config.replace("server", bind="tcp://127.0.0.1:*")
+    config = config.replace("server", bind=bind)
     stop_event = threading.Event()
     reload_event = threading.Event()
     ready = threading.Event()

@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import time
 
 import pytest
@@ -86,6 +87,8 @@ def test_rollback_reaches_running_daemon(two_versions, eurusd, capsys):
         assert signal_version(running.endpoint, eurusd, TRAIN_BARS) == 2
         assert models_command(two_versions, "rollback", "EURUSD_H1", "1", "--endpoint", running.endpoint) == ExitCode.OK
         assert "pinned" in capsys.readouterr().out
+        # The daemon wrote the pin file.
+        assert (two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).exists()
         assert signal_version(running.endpoint, eurusd, TRAIN_BARS + 1) == 1
     finally:
         running.stop()
@@ -199,34 +202,42 @@ def test_rollback_from_remote_peer_refused(two_versions):
     assert pin.exists()
 
 
-def test_rollback_with_control_off_refused(two_versions):
+def test_rollback_with_control_off_refused(two_versions, capsys):
     running = start_daemon(two_versions.replace("security", control_from="none"), train=False)
     try:
         with SigBridgeClient(running.endpoint, timeout=30) as client:
             reply = client.request({"type": "rollback", "symbol": "EURUSD", "timeframe": "H1", "version": 1}, raise_errors=False)
+        command = models_command(two_versions, "rollback", "EURUSD_H1", "1", "--endpoint", running.endpoint)
     finally:
         running.stop()
     assert reply["code"] == ErrorCode.CONTROL_REFUSED
     assert "without --endpoint" in reply["message"]
+    assert command == ExitCode.DATA
+    assert "CONTROL_REFUSED" in capsys.readouterr().err
+    # Neither the daemon nor the command wrote a pin, so a restart serves the same model.
     assert not (two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).exists()
 
 
 def test_hello_log_joins_connection_by_fd(daemon, eurusd, caplog):
     caplog.set_level(logging.INFO)
-    with SigBridgeClient(daemon.endpoint, timeout=30) as client:
-        client.hello(client="fd-test", symbol="EURUSD", timeframe="H1", digits=eurusd.digits, point=eurusd.point)
+    # More connections from one host than the rate limit of failed handshakes lets through.
+    clients = [SigBridgeClient(daemon.endpoint, timeout=30) for _ in range(15)]
+    try:
+        for number, client in enumerate(clients):
+            client.hello(client=f"fd-test-{number}", symbol="EURUSD", timeframe="H1", digits=eurusd.digits, point=eurusd.point)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             messages = [record.getMessage() for record in caplog.records]
-            connected = [re.search(r"client connected peer=127\.0\.0\.1:\d+ fd=(\d+)", text) for text in messages]
-            hellos = [re.search(r"hello client=fd-test .* client_identity=\w+ peer=127\.0\.0\.1 fd=(\d+)", text) for text in messages]
-            connected = [match.group(1) for match in connected if match]
-            hellos = [match.group(1) for match in hellos if match]
-            if connected and hellos:
+            connected = {match.group(1) for text in messages if (match := re.search(r"client connected peer=127\.0\.0\.1:\d+ fd=(\d+)", text))}
+            hellos = [match.group(1) for text in messages if (match := re.search(r"hello client=fd-test-\d+ .* client_identity=\w+ peer=127\.0\.0\.1 fd=(\d+)", text))]
+            if len(hellos) == len(clients) and set(hellos) <= connected:
                 break
             time.sleep(0.05)
-    assert hellos, messages
-    assert hellos[0] in connected
+    finally:
+        for client in clients:
+            client.close()
+    assert len(hellos) == len(clients)
+    assert set(hellos) <= connected
 
 
 def test_control_from_reloads_live(two_versions):
@@ -237,3 +248,25 @@ def test_control_from_reloads_live(two_versions):
     dispatcher.apply_config(merged)
     reply = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("127.0.0.1", 12))
     assert reply["code"] == ErrorCode.CONTROL_REFUSED
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="this machine has no IPv6 loopback address")
+def test_rollback_over_ipv6_loopback(two_versions, eurusd):
+    running = start_daemon(two_versions, train=False, bind="tcp://[::1]:*")
+    try:
+        assert running.endpoint.startswith("tcp://[::1]:")
+        assert signal_version(running.endpoint, eurusd, TRAIN_BARS) == 2
+        with SigBridgeClient(running.endpoint, timeout=30) as client:
+            reply = client.request({"type": "rollback", "symbol": "EURUSD", "timeframe": "H1", "version": 1}, raise_errors=False)
+    finally:
+        running.stop()
+    assert (reply["type"], reply["model_version"]) == ("model", 1)

@@ -374,6 +374,9 @@ def test_dispatcher_failed_batch_commit_undoes_the_batch(tmp_path, daemon_state,
                 (IDENTITY, frame({"type": "ping"}, 8), 0.0),
                 (b"\x00ea-2", hello(eurusd, "ea-2"), 0.0),
                 (IDENTITY, frame(bad, 9), 0.0),
+                # These two write nothing, but their replies would report the undone bars.
+                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[251:252]), 12), 0.0),
+                (IDENTITY, hello(eurusd, "ea-1"), 0.0),
             ]
         )
         counts = stored_bar_counts(store.path)
@@ -385,8 +388,9 @@ def test_dispatcher_failed_batch_commit_undoes_the_batch(tmp_path, daemon_state,
         reopened = dispatcher.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
     finally:
         store.close()
-    assert [reply.get("code") for reply in replies] == [ErrorCode.INTERNAL_ERROR, None, ErrorCode.INTERNAL_ERROR, ErrorCode.INVALID_BAR]
-    assert [reply["id"] for reply in replies] == [7, 8, 1, 9]
+    internal = ErrorCode.INTERNAL_ERROR
+    assert [reply.get("code") for reply in replies] == [internal, None, internal, ErrorCode.INVALID_BAR, internal, internal]
+    assert [reply["id"] for reply in replies] == [7, 8, 1, 9, 12, 1]
     assert "nothing was applied" in replies[0]["message"]
     assert counts == {"ea-1": 250}
     assert (welcome["bars_held"], welcome["last_bar_time"]) == (250, int(eurusd.bars.time[249]))

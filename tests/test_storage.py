@@ -195,6 +195,26 @@ def test_store_transaction_failed_write_undone_alone(store, eurusd):
     assert_same_bars(store.load_bars(KEY), eurusd.bars[5:7])
 
 
+def test_store_transaction_waits_for_lock_once(tmp_path, eurusd):
+    store = BarStore(tmp_path / "bars.sqlite3", busy_timeout=0.1)
+    store.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with store.transaction():
+            with pytest.raises(StorageError, match="locked"):
+                store.save_bars(KEY, eurusd.bars[:5])
+            blocker.execute("ROLLBACK")
+            # The lock is free now, but the transaction does not wait for it a second time.
+            with pytest.raises(StorageError, match="locked"):
+                store.save_bars(KEY, eurusd.bars[5:10])
+        store.save_bars(KEY, eurusd.bars[:3])
+        assert_same_bars(store.load_bars(KEY), eurusd.bars[:3])
+    finally:
+        blocker.close()
+        store.close()
+
+
 def test_store_transactions_do_not_nest(store):
     with store.transaction():
         with pytest.raises(RuntimeError, match="do not nest"):

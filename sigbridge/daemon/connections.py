@@ -14,9 +14,11 @@ descriptor and the identity, and joins connection lines to request lines.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket as sockets
 import threading
+import time
 from typing import NamedTuple
 
 import zmq
@@ -36,6 +38,11 @@ EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
 _POLL_MS = 100
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+# Seconds after a failed handshake during which connect and disconnect lines are rate-limited.
+FAILURE_QUIET_SECONDS = 60.0
 
 
 class Peer(NamedTuple):
@@ -94,8 +101,10 @@ class ConnectionMonitor:
     """Logs connects, disconnects and failed handshakes of one socket until `stop`.
 
     Create it in the thread that owns `socket`, before binding; it starts its own thread, which
-    creates and closes the monitor's PAIR socket. Repeated lines for one peer host, such as a
-    client with a refused key that reconnects every few hundred milliseconds, are rate-limited.
+    creates and closes the monitor's PAIR socket. Failed handshakes are rate-limited per kind.
+    Connect and disconnect lines are all logged, so that each `hello` line finds its connection
+    line by `fd=`, except within FAILURE_QUIET_SECONDS of a failed handshake: a client with a
+    refused key reconnects every few hundred milliseconds, so they are rate-limited per peer host then.
     """
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context) -> None:
@@ -105,6 +114,7 @@ class ConnectionMonitor:
         self._stop = threading.Event()
         self._peers: dict[int, str] = {}
         self._log = RateLimitedLog(logger, burst=10)
+        self._failed_at = -math.inf
         socket.monitor(self._address, EVENTS)
         self._thread = threading.Thread(target=self._run, name="sigbridge-connections", daemon=True)
         self._thread.start()
@@ -145,15 +155,26 @@ class ConnectionMonitor:
         if kind == zmq.EVENT_ACCEPTED:
             peer = peer_address(descriptor)
             self._peers[descriptor] = peer
-            self._emit(logging.INFO, peer, "client connected peer=%s fd=%s connections=%s", peer, descriptor, len(self._peers))
+            self._connection_line(peer, "client connected peer=%s fd=%s connections=%s", descriptor)
         elif kind == zmq.EVENT_DISCONNECTED:
             peer = self._peers.pop(descriptor, "unknown")
-            self._emit(
-                logging.INFO, peer, "client disconnected peer=%s fd=%s connections=%s", peer, descriptor, len(self._peers)
-            )
+            self._connection_line(peer, "client disconnected peer=%s fd=%s connections=%s", descriptor)
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             logger.debug("handshake succeeded peer=%s fd=%s", self._peers.get(descriptor, "unknown"), descriptor)
-        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        elif kind & HANDSHAKE_FAILURES:
+            self._failed_at = time.monotonic()
+            self._log_handshake_failure(kind, descriptor)
+        elif kind == zmq.EVENT_ACCEPT_FAILED:
+            self._emit(logging.WARNING, "accept", "accepting a connection failed errno=%s", descriptor)
+
+    def _connection_line(self, peer: str, message: str, descriptor: int) -> None:
+        if time.monotonic() - self._failed_at < FAILURE_QUIET_SECONDS:
+            self._emit(logging.INFO, peer, message, peer, descriptor, len(self._peers))
+        else:
+            logger.info(message, peer, descriptor, len(self._peers))
+
+    def _log_handshake_failure(self, kind: int, descriptor: int) -> None:
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             # `value` is the ZAP status code here, e.g. 400 for a refused key.
             self._emit(logging.WARNING, "auth", "rejected a client handshake: authentication failed status=%s", descriptor)
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -163,10 +184,8 @@ class ConnectionMonitor:
                 "rejected a client handshake: ZMTP protocol error %s (a client without CURVE keys, or not ZeroMQ)",
                 descriptor,
             )
-        elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        else:
             self._emit(logging.WARNING, "handshake", "a client handshake failed errno=%s", descriptor)
-        elif kind == zmq.EVENT_ACCEPT_FAILED:
-            self._emit(logging.WARNING, "accept", "accepting a connection failed errno=%s", descriptor)
 
     def _emit(self, level: int, key: str, message: str, *args: object) -> None:
         host = key.rsplit(":", 1)[0] if ":" in key else key

@@ -49,7 +49,7 @@ def check_control_allowed(request: Rollback | Unpin, control_from: str, peer: st
         remedy = f"run `sigbridge models {command}` without --endpoint on the daemon's machine and restart the daemon"
     else:
         reason = (
-            "control requests are accepted only from the daemon's machine "
+            "control requests are accepted only over loopback or ipc:// "
             f'(security.control_from = "loopback"), and this one came from peer={peer or "unknown"}'
         )
         remedy = f"run `sigbridge models {command} --endpoint` on the daemon's machine"

@@ -79,6 +79,8 @@ class Dispatcher:
         self._streams_per_client: dict[str, int] = defaultdict(int)
         # One client sending bad frames in a loop must not flood the log.
         self._rejections = RateLimitedLog(logger)
+        # The stream of the request being applied, set by `_hello` and `_bars` for `handle_batch`.
+        self._request_key: StreamKey | None = None
         if store is not None:
             for stream in load_streams(store, config):
                 self.streams[stream.key] = stream
@@ -122,6 +124,8 @@ class Dispatcher:
         pending_slots: list[int] = []
         # Slots of the requests that wrote to the bar database; one commit covers them all.
         stored_slots: list[int] = []
+        # The stream each request opened, routed or appended to, by slot; None for the others.
+        slot_keys: list[StreamKey | None] = []
         # Leaving the block starts the commit, which syncs the disk in the store's commit thread
         # while the forward passes run.
         transaction = self.store.transaction(background=True) if self.store is not None else None
@@ -131,7 +135,9 @@ class Dispatcher:
                     identity, payload, received_at = frame[:3]
                     peer = frame[3] if len(frame) > 3 else NO_PEER
                     writes = len(transaction.written) if transaction else 0
+                    self._request_key = None
                     reply = self._handle_one(identity, payload, received_at, peer)
+                    slot_keys.append(self._request_key)
                     if transaction and len(transaction.written) > writes:
                         stored_slots.append(len(answers))
                     if isinstance(reply, PendingSignal):
@@ -149,8 +155,12 @@ class Dispatcher:
                 transaction.wait()
         except StorageError as error:
             self._undo_batch(transaction.written, error)
+            # Every reply about an undone stream may report its undone bars (a duplicate of one, a
+            # welcome's last_bar_time), so all of them fail, not only the requests that wrote.
+            undone = set(transaction.written)
             failed = set(stored_slots)
-            for slot in failed:
+            failed.update(slot for slot, key in enumerate(slot_keys) if key in undone and answers[slot].get("type") != "error")
+            for slot in sorted(failed):
                 not_stored = ProtocolError(ErrorCode.INTERNAL_ERROR, NOT_STORED_MESSAGE, request_id=answers[slot]["id"])
                 answers[slot] = replies.error_reply(not_stored)
             signals = [(index, signal) for index, signal in signals if pending_slots[index] not in failed]
@@ -218,6 +228,7 @@ class Dispatcher:
 
     def _hello(self, identity: bytes, hello: Hello, peer: Peer) -> dict:
         key = StreamKey(hello.client, hello.symbol, hello.timeframe)
+        self._request_key = key
         stream = self.streams.get(key)
         if stream is None:
             if self._streams_per_client[hello.client] >= self.config.server.max_streams_per_client:
@@ -324,6 +335,7 @@ class Dispatcher:
             return "no_model", "no model bundle for this symbol and timeframe, and training is off"
         needed = self._bars_needed(stream, has_model=False)
         return "warming_up", f"collecting history: initial training starts after {needed} more bars"
+
     def _bars_needed(self, stream: Stream, has_model: bool) -> int:
         if has_model:
             return stream.bars_needed()
@@ -343,6 +355,7 @@ class Dispatcher:
                 field="symbol",
                 request_id=request.id,
             )
+        self._request_key = key
         stream = self.streams[key]
         check_bar_limits(
             request.bars,

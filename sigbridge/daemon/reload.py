@@ -94,6 +94,18 @@ def merge_reloaded(current: Config, loaded: Config) -> tuple[Config, list[str]]:
     return merged, waiting
 
 
+def changed_keys(current: Config, merged: Config) -> list[tuple[str, object]]:
+    """Return (`section.key`, new value) for each key whose value differs between two configs."""
+    changed = []
+    for section in dataclasses.fields(Config):
+        old = getattr(current, section.name)
+        new = getattr(merged, section.name)
+        for key in dataclasses.fields(old):
+            if getattr(old, key.name) != getattr(new, key.name):
+                changed.append((f"{section.name}.{key.name}", getattr(new, key.name)))
+    return changed
+
+
 def reload_bundles(
     registry, keys: Iterable[tuple[str, str]], on_progress: Callable[[], None] | None = None
 ) -> list[tuple[str, str, int]]:

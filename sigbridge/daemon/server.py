@@ -46,6 +46,11 @@ def _receive(socket: zmq.Socket) -> Received:
     return [part.bytes for part in parts], received_at, message_peer(parts[-1])
 
 
+def is_ipv6_endpoint(endpoint: str) -> bool:
+    """Return whether a ZeroMQ endpoint names an IPv6 address, which needs the socket's IPV6 option."""
+    return endpoint.startswith("tcp://[")
+
+
 class BindError(RuntimeError):
     """Raised when the server endpoint cannot be bound."""
 
@@ -104,6 +109,8 @@ class Server:
                 self.authenticator.start()
                 self.authenticator.apply(socket)
             self.monitor = ConnectionMonitor(socket, self._context)
+            if is_ipv6_endpoint(self.config.bind):
+                socket.setsockopt(zmq.IPV6, 1)
             try:
                 socket.bind(self.config.bind)
             except zmq.ZMQError as error:
@@ -136,7 +143,7 @@ class Server:
     def _drain(self, socket: zmq.Socket) -> None:
         """Reply to the requests queued when the stop came, for at most DRAIN_SECONDS."""
         deadline = time.monotonic() + DRAIN_SECONDS
-        answered = 0
+        answered = unanswered = 0
         while time.monotonic() < deadline:
             received = []
             while len(received) < MAX_FRAMES_PER_WAKE_UP:
@@ -148,8 +155,14 @@ class Server:
                 break
             size = self.dispatcher.config.server.max_batch
             for start in range(0, len(received), size):
+                # Batches can be slow, e.g. when another connection holds the bar database's lock.
+                if time.monotonic() >= deadline:
+                    unanswered += len(received) - start
+                    break
                 self._answer_batch(socket, received[start : start + size])
-            answered += len(received)
+                answered += len(received[start : start + size])
+        if unanswered:
+            logger.warning("shutdown deadline reached; left requests unanswered count=%s", unanswered)
         logger.info("replied to requests queued at shutdown count=%s", answered)
 
     def _loop(self, socket: zmq.Socket, stop: threading.Event) -> None:
@@ -166,6 +179,10 @@ class Server:
                 received = self._receive_batch(socket, poller)
                 size = self.dispatcher.config.server.max_batch
                 for start in range(0, len(received), size):
+                    if start and self._tick is not None:
+                        # A slow batch, e.g. one waiting for a locked bar database, must not
+                        # keep the watchdog waiting for the rest of the wake-up.
+                        self._tick()
                     self._answer_batch(socket, received[start : start + size])
             except zmq.ContextTerminated:
                 logger.info("ZeroMQ context terminated; stopping the server loop")

@@ -25,7 +25,7 @@ from sigbridge import __version__
 from sigbridge.config import Config, ConfigError
 from sigbridge.daemon.dispatcher import Dispatcher
 from sigbridge.daemon.notify import Notifier
-from sigbridge.daemon.reload import merge_reloaded, reload_bundles
+from sigbridge.daemon.reload import changed_keys, merge_reloaded, reload_bundles
 from sigbridge.daemon.security import check_bind_policy, load_curve_keys
 from sigbridge.daemon.server import Server
 from sigbridge.daemon.storage import BarStore
@@ -212,6 +212,8 @@ class _Daemon:
             return
         for name in waiting:
             logger.warning("config key %s changed; the new value takes effect after a restart", name)
+        for name, value in changed_keys(self.config, merged):
+            logger.info("config key %s changed to %r; applied", name, value)
         self.config = merged
         self.dispatcher.apply_config(merged)
         self.registry.keep_bundles = merged.retraining.keep_bundles

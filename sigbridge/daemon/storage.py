@@ -65,6 +65,10 @@ class StorageError(RuntimeError):
     """Raised when the bar database cannot be opened, read or written."""
 
 
+class DatabaseInUseError(StorageError):
+    """Raised when another process, usually a running daemon, has the state folder's lock."""
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredStream:
     """A stream as stored in the database, without its bars."""
@@ -74,7 +78,9 @@ class StoredStream:
     digits: int
     utc_offset: int
     bar_count: int
+    # Bar open times in the broker's server time, in seconds. Both are None while the stream has no bars.
     first_time: int | None
+    last_time: int | None
 
 
 class BarStore:
@@ -121,7 +127,7 @@ class BarStore:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise StorageError(
+            raise DatabaseInUseError(
                 f"bar database {self.path} is in use by another sigbridge process (lock file {lock_path}); "
                 "stop it or give this daemon its own --state-dir"
             ) from None
@@ -223,6 +229,40 @@ class BarStore:
                 ),
             )
 
+    def delete_stream(self, key: StreamKey) -> int:
+        """Delete a stream and all its bars in one transaction, and return the number of bars deleted.
+
+        Inside `transaction()` the delete is one savepoint of that transaction, like any write.
+
+        Model bundles are stored per symbol and timeframe outside the database and stay.
+
+        Raises:
+            StorageError: the stream is not stored, or the write failed; nothing was deleted.
+        """
+        with self._guard():
+            try:
+                row = self._open_connection().execute(
+                    "SELECT id FROM streams WHERE client = ? AND symbol = ? AND timeframe = ?",
+                    (key.client, key.symbol, key.timeframe),
+                ).fetchone()
+            except sqlite3.Error as error:
+                raise StorageError(f"bar database {self.path}: cannot look up stream {key}: {error}") from None
+            if row is None:
+                raise StorageError(f"bar database {self.path} has no stream {key} to delete")
+            stream_id = row[0]
+            deleted_bars: list[int] = []
+
+            def delete(connection: sqlite3.Connection) -> None:
+                # Bars first: their foreign key references the stream row.
+                cursor = connection.execute("DELETE FROM bars WHERE stream_id = ?", (stream_id,))
+                deleted_bars.append(cursor.rowcount)
+                connection.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+
+            self._write(key, f"delete stream {key}", delete)
+            # Inside a transaction that later rolls back, `_end_transaction` clears the whole cache.
+            self._stream_ids.pop(key, None)
+        return deleted_bars[0]
+
     def transaction(self, *, background: bool = False) -> Transaction:
         """Group the writes made inside a `with` block into one commit.
 
@@ -257,8 +297,16 @@ class BarStore:
                 statement(connection)
                 self._commit(connection)
                 return
+            if transaction.begin_error is not None:
+                # The lock wait already timed out in this transaction; waiting again per request
+                # would stall the serving loop for busy_timeout seconds per request.
+                raise StorageError(f"bar database {self.path}: cannot {action}: {transaction.begin_error}")
             if not transaction.begun:
-                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as error:
+                    transaction.begin_error = str(error)
+                    raise
                 transaction.begun = True
             connection.execute("SAVEPOINT write")
             try:
@@ -331,7 +379,7 @@ class BarStore:
         return row[0]
 
     def streams(self, key: StreamKey | None = None) -> list[StoredStream]:
-        """List every stored stream, or only `key`'s, with its bar count and first bar time, ordered by key."""
+        """List every stored stream, or only `key`'s, with its bar count and first and last bar times, ordered by key."""
         where, parameters = "", ()
         if key is not None:
             where = "WHERE s.client = ? AND s.symbol = ? AND s.timeframe = ? "
@@ -341,15 +389,16 @@ class BarStore:
                 rows = self._open_connection().execute(
                     "SELECT s.client, s.symbol, s.timeframe, s.point, s.digits, s.utc_offset, "
                     "(SELECT COUNT(*) FROM bars b WHERE b.stream_id = s.id), "
-                    "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id) "
+                    "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id), "
+                    "(SELECT MAX(time) FROM bars b WHERE b.stream_id = s.id) "
                     f"FROM streams s {where}ORDER BY s.client, s.symbol, s.timeframe",
                     parameters,
                 ).fetchall()
             except sqlite3.Error as error:
                 raise StorageError(f"bar database {self.path}: cannot list streams: {error}") from None
         return [
-            StoredStream(StreamKey(client, symbol, timeframe), point, digits, utc_offset, count, first)
-            for client, symbol, timeframe, point, digits, utc_offset, count, first in rows
+            StoredStream(StreamKey(client, symbol, timeframe), point, digits, utc_offset, count, first, last)
+            for client, symbol, timeframe, point, digits, utc_offset, count, first, last in rows
         ]
 
     def load_bars(self, key: StreamKey, *, last: int | None = None) -> Bars:
@@ -382,6 +431,8 @@ class Transaction:
         self.written: list[StreamKey] = []
         self.begun = False
         self.broken = False
+        # Why BEGIN failed, e.g. another connection held the write lock past busy_timeout.
+        self.begin_error: str | None = None
         self.owner: int | None = None
         self._commit: concurrent.futures.Future | None = None
 
