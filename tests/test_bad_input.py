@@ -308,6 +308,10 @@ ROWS = {
 }
 
 
+def test_bad_input_rows_name_cases():
+    assert set(ROWS) <= {case[0] for case in CASES}
+
+
 @pytest.mark.parametrize("name, payload_for", [case[:2] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_input_row(served, eurusd, name, payload_for):
     reply = served[0].handle(IDENTITY, payload_for(eurusd))

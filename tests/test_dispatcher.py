@@ -5,7 +5,8 @@ import pytest
 
 from sigbridge.client import bars_message
 from sigbridge.daemon.codes import ErrorCode
-from sigbridge.daemon.dispatcher import Dispatcher, bars_to_train
+from sigbridge.daemon.dispatcher import Dispatcher
+from sigbridge.daemon.stream_state import bars_to_train
 from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
 from sigbridge.daemon.trainer import ModelRegistry
 

@@ -12,7 +12,7 @@ from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.dispatcher import Dispatcher
 from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
 from sigbridge.daemon.sessions import BarsRejected, Stream, StreamKey
-from sigbridge.daemon.storage import BarStore
+from sigbridge.daemon.storage import BarStore, StorageError
 from sigbridge.daemon.trainer import ModelRegistry
 
 KEY = StreamKey("ea-1", "EURUSD", "H1")
@@ -397,3 +397,36 @@ def test_dispatcher_failed_batch_commit_undoes_the_batch(tmp_path, daemon_state,
     assert (retried["type"], retried["accepted"], retried["duplicates"]) == ("signal", 2, 0)
     assert unknown["code"] == ErrorCode.UNKNOWN_STREAM
     assert (reopened["type"], reopened["bars_held"]) == ("welcome", 0)
+
+
+class CommitAndReadFailingStore(CommitFailingStore):
+    """A bar database whose next commit and the stream read after it fail, as on a failing disk."""
+
+    fail_next_read = False
+
+    def streams(self, key=None):
+        if self.fail_next_read:
+            self.fail_next_read = False
+            raise StorageError(f"bar database {self.path}: cannot list streams: disk I/O error")
+        return super().streams(key)
+
+
+def test_dispatcher_unreadable_stream_closed_after_failed_commit(tmp_path, daemon_state, registry, eurusd):
+    store = CommitAndReadFailingStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(daemon_state, registry, None, store=store)
+        open_streams(dispatcher, eurusd, ["ea-1"])
+        store.fail_next_commit = store.fail_next_read = True
+        failed = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
+        # The stream could not be read back, so it is closed rather than kept with undone bars.
+        unknown = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 8))
+        welcome = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
+        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 9))
+        counts = stored_bar_counts(store.path)
+    finally:
+        store.close()
+    assert failed["code"] == ErrorCode.INTERNAL_ERROR
+    assert unknown["code"] == ErrorCode.UNKNOWN_STREAM
+    assert (welcome["type"], welcome["bars_held"]) == ("welcome", 250)
+    assert (retried["type"], retried["accepted"], retried["duplicates"]) == ("signal", 2, 0)
+    assert counts == {"ea-1": 252}

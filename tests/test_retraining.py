@@ -224,3 +224,19 @@ def test_shutdown_stops_training(daemon_state, eurusd):
     running.stop(timeout=TRAINER_STOP_TIMEOUT + 20)
     assert time.monotonic() - started < TRAINER_STOP_TIMEOUT + 5
     assert not workers()
+
+
+def test_trainer_forget_drops_queued_initial(tmp_path, fast_config, eurusd):
+    registry = ModelRegistry(tmp_path / "models")
+    # Not started and not in lockstep: requests are only queued.
+    trainer = Trainer(fast_config, registry)
+    key = StreamKey("ea-1", "EURUSD", "H1")
+    try:
+        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point)
+        assert trainer.state("EURUSD", "H1").state == "queued"
+        trainer.forget(key)
+        assert trainer.state("EURUSD", "H1") is None
+        # Queued again once a stream sends enough bars.
+        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point)
+    finally:
+        trainer.stop(5.0)

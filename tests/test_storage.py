@@ -1,6 +1,7 @@
 """The SQLite bar database and streams rebuilt from it, on real database files."""
 
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -285,3 +286,55 @@ def test_load_streams_restores_each_stream(store, fast_config, eurusd):
     assert streams[KEY].bars_seen == 20
     assert streams[other].bars_seen == 7
     assert streams[other].utc_offset == 0
+
+
+def test_store_transaction_rolled_back_by_sqlite_stays_broken(store, eurusd):
+    # A trigger rolls the whole transaction back, as SQLite does on a full disk or an I/O error.
+    with sqlite3.connect(store.path) as connection:
+        connection.execute(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON bars WHEN NEW.close = 999 "
+            "BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full'); END"
+        )
+    failing = with_close(eurusd.bars[5:6], 0, 999.0)
+    with pytest.raises(StorageError, match="cannot commit"):
+        with store.transaction():
+            store.save_bars(KEY, eurusd.bars[:5])
+            with pytest.raises(StorageError, match="disk is full"):
+                store.save_bars(KEY, failing)
+            # A later write must not start and commit a transaction of its own.
+            with pytest.raises(StorageError, match="an earlier write of this batch failed"):
+                store.save_bars(KEY, eurusd.bars[6:9])
+    assert committed_bar_count(store.path) == 0
+
+
+class ThreadlessStore(BarStore):
+    """A bar database whose commit thread cannot start, as under a process limit."""
+
+    def _commit_thread(self):
+        raise RuntimeError("can't start new thread")
+
+
+def test_store_background_commit_start_failure_releases_lock(tmp_path, eurusd):
+    store = ThreadlessStore(tmp_path / "bars.sqlite3", synchronous="normal")
+    try:
+        store.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            with store.transaction(background=True):
+                store.save_bars(KEY, eurusd.bars[:5])
+        assert store._lock.acquire(timeout=5)
+        store._lock.release()
+        assert len(store.load_bars(KEY)) == 0
+    finally:
+        store.close()
+
+
+def test_store_background_commit_blocks_other_threads(store, eurusd):
+    with store.transaction(background=True) as transaction:
+        store.save_bars(KEY, eurusd.bars[:5])
+    # Another thread's read waits for the commit, so it reads every committed bar.
+    counts = []
+    reader = threading.Thread(target=lambda: counts.append(len(store.load_bars(KEY))))
+    reader.start()
+    transaction.wait()
+    reader.join(10)
+    assert counts == [5]

@@ -14,11 +14,9 @@ descriptor and the identity, and joins connection lines to request lines.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket as sockets
 import threading
-import time
 from typing import NamedTuple
 
 import zmq
@@ -41,8 +39,9 @@ _POLL_MS = 100
 HANDSHAKE_FAILURES = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
-# Seconds after a failed handshake during which connect and disconnect lines are rate-limited.
-FAILURE_QUIET_SECONDS = 60.0
+# Connect and disconnect lines logged per peer host and minute: one terminal with many charts
+# opens one connection per chart, and a client that reconnects in a loop is rate-limited.
+CONNECTION_LINES_PER_MINUTE = 200
 
 
 class Peer(NamedTuple):
@@ -101,10 +100,10 @@ class ConnectionMonitor:
     """Logs connects, disconnects and failed handshakes of one socket until `stop`.
 
     Create it in the thread that owns `socket`, before binding; it starts its own thread, which
-    creates and closes the monitor's PAIR socket. Failed handshakes are rate-limited per kind.
-    Connect and disconnect lines are all logged, so that each `hello` line finds its connection
-    line by `fd=`, except within FAILURE_QUIET_SECONDS of a failed handshake: a client with a
-    refused key reconnects every few hundred milliseconds, so they are rate-limited per peer host then.
+    creates and closes the monitor's PAIR socket. Failed handshakes are rate-limited per kind,
+    because a client with a refused key reconnects every few hundred milliseconds. Connect and
+    disconnect lines are rate-limited per peer host with a burst of CONNECTION_LINES_PER_MINUTE,
+    so that every `hello` line of a normal start-up finds its connection line by `fd=`.
     """
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context) -> None:
@@ -114,7 +113,7 @@ class ConnectionMonitor:
         self._stop = threading.Event()
         self._peers: dict[int, str] = {}
         self._log = RateLimitedLog(logger, burst=10)
-        self._failed_at = -math.inf
+        self._connection_log = RateLimitedLog(logger, burst=CONNECTION_LINES_PER_MINUTE)
         socket.monitor(self._address, EVENTS)
         self._thread = threading.Thread(target=self._run, name="sigbridge-connections", daemon=True)
         self._thread.start()
@@ -162,16 +161,13 @@ class ConnectionMonitor:
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             logger.debug("handshake succeeded peer=%s fd=%s", self._peers.get(descriptor, "unknown"), descriptor)
         elif kind & HANDSHAKE_FAILURES:
-            self._failed_at = time.monotonic()
             self._log_handshake_failure(kind, descriptor)
         elif kind == zmq.EVENT_ACCEPT_FAILED:
             self._emit(logging.WARNING, "accept", "accepting a connection failed errno=%s", descriptor)
 
     def _connection_line(self, peer: str, message: str, descriptor: int) -> None:
-        if time.monotonic() - self._failed_at < FAILURE_QUIET_SECONDS:
-            self._emit(logging.INFO, peer, message, peer, descriptor, len(self._peers))
-        else:
-            logger.info(message, peer, descriptor, len(self._peers))
+        host = peer.rsplit(":", 1)[0] if ":" in peer else peer
+        self._connection_log.log(logging.INFO, host, message, peer, descriptor, len(self._peers))
 
     def _log_handshake_failure(self, kind: int, descriptor: int) -> None:
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:

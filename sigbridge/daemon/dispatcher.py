@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sigbridge import __version__
 from sigbridge.bars import PRICE_COLUMNS
-from sigbridge.config import Config, bars_for_first_signal
+from sigbridge.config import Config
 from sigbridge.daemon import ingest, protocol, replies
 from sigbridge.daemon.bar_limits import check_bar_limits
 from sigbridge.daemon.batching import PendingSignal, run_signals
@@ -21,6 +21,7 @@ from sigbridge.daemon.protocol import BarsRequest, Hello, Ping, ProtocolError, R
 from sigbridge.daemon.sessions import AppendResult, BarsRejected, Signal, Stream, StreamKey
 from sigbridge.daemon.restore import load_stream, load_streams
 from sigbridge.daemon.storage import BarStore, StorageError
+from sigbridge.daemon.stream_state import bars_needed, stream_state
 from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.trainer import Trainer
 from sigbridge.logsetup import RateLimitedLog
@@ -38,15 +39,6 @@ INTERNAL_ERROR_MESSAGE = (
     "the server failed while handling this request; see the server log. Bars it accepted are kept, "
     "so re-sending them is safe"
 )
-
-
-def bars_to_train(config: Config) -> int:
-    """Bars a stream needs before initial training is tried: a first window, the minimum
-    examples plus the validation tail, and about three ZigZag depths whose labels are unconfirmed.
-    """
-    examples = config.training.min_examples / (1.0 - config.training.validation_fraction)
-    unconfirmed = 2 * config.labels.depth + config.labels.backstep
-    return bars_for_first_signal(config.features) + int(examples) + unconfirmed
 
 
 class Dispatcher:
@@ -149,12 +141,18 @@ class Dispatcher:
             if transaction is not None:
                 self._undo_batch(transaction.written, None)
             raise
-        signals = list(run_signals(pending, self.config.signal))
+        commit_error = None
         try:
+            signals = list(run_signals(pending, self.config.signal))
+        finally:
+            # Checked even when the forward passes raised, so memory never stays ahead of the disk.
             if transaction is not None:
-                transaction.wait()
-        except StorageError as error:
-            self._undo_batch(transaction.written, error)
+                try:
+                    transaction.wait()
+                except StorageError as error:
+                    commit_error = error
+                    self._undo_batch(transaction.written, error)
+        if commit_error is not None:
             # Every reply about an undone stream may report its undone bars (a duplicate of one, a
             # welcome's last_bar_time), so all of them fail, not only the requests that wrote.
             undone = set(transaction.written)
@@ -171,24 +169,37 @@ class Dispatcher:
     def _undo_batch(self, keys: list[StreamKey], error: StorageError | None) -> None:
         """Rebuild the streams written in a batch whose commit failed, from the database.
 
-        A stream whose row was created in the batch is closed. The trainer may keep the undone
-        bars until the stream's next accepted bars replace them; a client re-sends them anyway.
+        The trainer drops their undone bars. A stream whose row was created in the batch, or
+        that cannot be read back, is closed: its connection gets UNKNOWN_STREAM, and the `hello`
+        that the client then sends reloads it from the database.
         """
         if error is not None:
             logger.error("cannot store a batch of requests; replying with errors: %s", error)
         for key in dict.fromkeys(keys):
+            if self.trainer is not None:
+                self.trainer.forget(key)
             try:
-                stored = self.store.streams(key)
-                stream = load_stream(self.store, stored[0], self.config) if stored else None
+                stream = self._load_stored(key)
             except StorageError as failed:
-                logger.error("cannot reload stream client=%s symbol=%s timeframe=%s: %s", key.client, key.symbol, key.timeframe, failed)
-                continue
+                logger.error(
+                    "cannot reload stream client=%s symbol=%s timeframe=%s; it is closed until its next hello: %s",
+                    key.client,
+                    key.symbol,
+                    key.timeframe,
+                    failed,
+                )
+                stream = None
             if stream is not None:
                 self.streams[key] = stream
             elif self.streams.pop(key, None) is not None:
                 self._streams_per_client[key.client] -= 1
                 for route in [route for route, routed in self._routes.items() if routed == key]:
                     del self._routes[route]
+
+    def _load_stored(self, key: StreamKey) -> Stream | None:
+        """Rebuild a stream from the database, or return None when the database has no such stream."""
+        stored = self.store.streams(key) if self.store is not None else []
+        return load_stream(self.store, stored[0], self.config) if stored else None
 
     def _handle_one(self, identity: bytes, payload: bytes, received_at: float, peer: Peer) -> dict | PendingSignal:
         try:
@@ -230,6 +241,9 @@ class Dispatcher:
         key = StreamKey(hello.client, hello.symbol, hello.timeframe)
         self._request_key = key
         stream = self.streams.get(key)
+        if stream is None and self.store is not None:
+            # A stream closed after a failed commit is still in the database.
+            stream = self._reload_closed(key, hello)
         if stream is None:
             if self._streams_per_client[hello.client] >= self.config.server.max_streams_per_client:
                 raise ProtocolError(
@@ -300,6 +314,24 @@ class Dispatcher:
             max_bars_per_message=self.config.server.max_bars_per_message,
         )
 
+    def _reload_closed(self, key: StreamKey, hello: Hello) -> Stream | None:
+        try:
+            stream = self._load_stored(key)
+        except StorageError as error:
+            logger.error(
+                "cannot reload stream client=%s symbol=%s timeframe=%s: %s", key.client, key.symbol, key.timeframe, error
+            )
+            raise ProtocolError(
+                ErrorCode.INTERNAL_ERROR,
+                "the server cannot read this stream from its database (see its log); send `hello` again later",
+                request_id=hello.id,
+            ) from None
+        if stream is not None:
+            self.streams[key] = stream
+            self._streams_per_client[key.client] += 1
+            logger.info("reloaded stream client=%s symbol=%s timeframe=%s", key.client, key.symbol, key.timeframe)
+        return stream
+
     def _save_stream(self, key: StreamKey, hello: Hello) -> None:
         if self.store is None:
             return
@@ -316,34 +348,10 @@ class Dispatcher:
             ) from None
 
     def _stream_state(self, stream: Stream, bundle) -> tuple[str, str]:
-        """The stream's state name and a human-readable message, as sent in welcome and status.
-
-        States: "ready" (signals flow), "warming_up" (too few bars for a window or for initial
-        training), "queued" and "training" (initial training pending), "waiting_for_history"
-        (training needs more bars or failed and waits to retry), "no_model" (training is off).
-        """
-        if bundle is not None:
-            needed = stream.bars_needed()
-            if needed:
-                return "warming_up", f"{needed} more bars needed for the first input window"
-            return "ready", f"serving model_version={bundle.version}"
-        key = stream.key
-        state = self.trainer.state(key.symbol, key.timeframe) if self.trainer else None
-        if state is not None:
-            return state.state, state.message
-        if self.trainer is None:
-            return "no_model", "no model bundle for this symbol and timeframe, and training is off"
-        needed = self._bars_needed(stream, has_model=False)
-        return "warming_up", f"collecting history: initial training starts after {needed} more bars"
+        return stream_state(stream, bundle, self.trainer, self.config)
 
     def _bars_needed(self, stream: Stream, has_model: bool) -> int:
-        if has_model:
-            return stream.bars_needed()
-        state = self.trainer.state(stream.key.symbol, stream.key.timeframe) if self.trainer else None
-        target = bars_to_train(self.config)
-        if state is not None and state.state == "waiting_for_history":
-            target = state.retry_at_bars
-        return max(stream.bars_needed(), target - stream.bars_seen)
+        return bars_needed(stream, has_model, self.trainer, self.config)
 
     def _bars(self, identity: bytes, request: BarsRequest, received_at: float) -> dict | PendingSignal:
         key = self._routes.get((identity, request.symbol, request.timeframe))

@@ -213,7 +213,10 @@ class _Daemon:
         for name in waiting:
             logger.warning("config key %s changed; the new value takes effect after a restart", name)
         for name, value in changed_keys(self.config, merged):
-            logger.info("config key %s changed to %r; applied", name, value)
+            if self.trainer is None and name.startswith(("training.", "retraining.")):
+                logger.info("config key %s changed to %r; training is off in this daemon (--no-train)", name, value)
+            else:
+                logger.info("config key %s changed to %r; applied", name, value)
         self.config = merged
         self.dispatcher.apply_config(merged)
         self.registry.keep_bundles = merged.retraining.keep_bundles

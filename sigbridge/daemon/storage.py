@@ -297,6 +297,10 @@ class BarStore:
                 statement(connection)
                 self._commit(connection)
                 return
+            if transaction.broken:
+                # SQLite rolled the whole transaction back (it does for a full disk or an I/O
+                # error), so a new write here would start and commit a transaction of its own.
+                raise StorageError(f"bar database {self.path}: cannot {action}: an earlier write of this batch failed")
             if transaction.begin_error is not None:
                 # The lock wait already timed out in this transaction; waiting again per request
                 # would stall the serving loop for busy_timeout seconds per request.
@@ -316,6 +320,8 @@ class BarStore:
                     connection.execute("ROLLBACK TO write")
                     connection.execute("RELEASE write")
                 except sqlite3.Error:
+                    transaction.broken = True
+                if not connection.in_transaction:
                     transaction.broken = True
                 raise
             connection.execute("RELEASE write")
@@ -347,7 +353,7 @@ class BarStore:
         # Stream rows inserted in the transaction are gone, and so are their ids.
         self._stream_ids.clear()
         if commit:
-            reason = error if error is not None else "an undo inside it failed"
+            reason = error if error is not None else "a write inside it failed and could not be undone alone"
             raise StorageError(
                 f"bar database {self.path}: cannot commit {len(transaction.written)} writes: {reason}"
             )
@@ -452,7 +458,11 @@ class Transaction:
             return
         if error_type is None and self.background:
             # The commit thread releases the lock when the commit has ended.
-            self._commit = self.store._commit_thread().submit(self._end_and_release, True)
+            try:
+                self._commit = self.store._commit_thread().submit(self._end_and_release, True)
+            except BaseException:  # e.g. no thread can be started: undo here and release the lock
+                self._end_and_release(False)
+                raise
             return
         self._end_and_release(error_type is None)
 

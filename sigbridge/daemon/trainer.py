@@ -165,6 +165,21 @@ class Trainer:
             self._wake.set()
         return True
 
+    def forget(self, stream_key) -> None:
+        """Drop the bars recorded for a stream, e.g. after a failed bar database commit undid them.
+
+        An initial training still queued for its symbol and timeframe is dropped as well, and is
+        queued again once a stream contains enough bars. A job already running keeps its bars.
+        """
+        key = (stream_key.symbol, stream_key.timeframe)
+        with self._lock:
+            sources = self._sources.get(key, {})
+            sources.pop(stream_key, None)
+            if not sources:
+                self._sources.pop(key, None)
+            if self._initial.pop(key, None) is not None:
+                self._states.pop(key, None)
+
     def observe(self, stream) -> None:
         """Record a snapshot of a stream's bars after the server thread appended to it.
 
