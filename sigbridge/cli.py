@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     unpin.add_argument("stream", help="stream folder name as `models list` shows it, e.g. EURUSD_H1")
     _add_control_endpoint(unpin)
 
-    streams = commands.add_parser("streams", help="list or delete the streams stored in the bar database (daemon stopped)")
+    streams = commands.add_parser("streams", help="list the streams stored in the bar database, or delete one (daemon stopped)")
     stream_commands = streams.add_subparsers(dest="streams_command", required=True, metavar="ACTION")
     stream_listing = stream_commands.add_parser(
         "list", help="list the stored streams with their bar counts and first and last bar times (UTC)"

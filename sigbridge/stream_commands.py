@@ -1,9 +1,10 @@
 """`sigbridge streams`: list the streams stored in the bar database, or delete one with its bars.
 
 A stored stream counts against `server.max_streams_per_client` and `server.max_streams` even
-after its client has gone, so deleting it is how an operator frees its place. Both commands open
-the bar database themselves, which needs the state folder's lock, so they fail while a daemon
-uses that folder. Model bundles are shared per symbol and timeframe and are not touched.
+after its client has gone, so deleting it is how an operator frees its place. `list` reads the
+bar database read-only and works while a daemon runs. `delete` opens it for writing, which needs
+the state folder's lock, so it fails while a daemon uses that folder. Model bundles are shared
+per symbol and timeframe and are not touched.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
 from sigbridge.config import Config
 from sigbridge.daemon.codes import ExitCode
 from sigbridge.daemon.sessions import StreamKey
-from sigbridge.daemon.storage import BarStore, DatabaseInUseError, StoredStream
+from sigbridge.daemon.storage import (
+    BUSY_TIMEOUT_SECONDS,
+    SCHEMA_VERSION,
+    BarStore,
+    DatabaseInUseError,
+    StorageError,
+    StoredStream,
+    query_streams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +55,34 @@ def _open_store(config: Config, action: str) -> BarStore | None:
         return None
 
 
+def read_streams(path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> list[StoredStream]:
+    """List the streams of a bar database read-only, without the state folder's lock.
+
+    A reader in WAL mode neither blocks the daemon's writes nor waits for them, so this works
+    while a daemon uses the database, and it reads the last committed state.
+
+    Raises:
+        StorageError: the file is missing, damaged, not a bar database, or from a newer schema.
+    """
+    path = Path(path)
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot open bar database {path} to read it: {error}") from None
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"bar database {path} has schema version {version}, not this sigbridge's {SCHEMA_VERSION}; "
+                "run the sigbridge version that wrote it"
+            )
+        return query_streams(connection)
+    except sqlite3.Error as error:
+        raise StorageError(f"bar database {path} cannot be read ({error})") from None
+    finally:
+        connection.close()
+
+
 def _utc_text(stored: StoredStream, server_time: int | None) -> str | None:
     if server_time is None:
         return None
@@ -58,16 +96,10 @@ def list_streams(args: argparse.Namespace, config: Config) -> int:
     from sigbridge.cli import print_json  # noqa: PLC0415
 
     if not config.paths.bars_database.exists():
-        # Opening would create an empty database, e.g. in a mistyped --state-dir.
         print(f"no bar database at {config.paths.bars_database}; a daemon creates it on its first start")
         return ExitCode.OK
-    store = _open_store(config, "list streams")
-    if store is None:
-        return ExitCode.STORAGE
-    try:
-        streams = store.streams()
-    finally:
-        store.close()
+    # Read-only, so it works while a daemon uses the database.
+    streams = read_streams(config.paths.bars_database)
 
     if args.json:
         print_json(

@@ -232,7 +232,17 @@ def test_streams_delete_without_database(tmp_path, fast_config, capsys):
     assert not config.paths.state_dir.exists()
 
 
-@pytest.mark.parametrize("arguments", [["list"], ["delete", "ea-1", "EURUSD", "H1"]])
+def test_streams_list_while_database_in_use(state, capsys):
+    holder = BarStore(state.paths.bars_database)
+    try:
+        assert streams_command(state, "list") == ExitCode.OK
+    finally:
+        holder.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("ea-1") and str(FIRST_BARS) in line for line in lines)
+
+
+@pytest.mark.parametrize("arguments", [["delete", "ea-1", "EURUSD", "H1"]])
 def test_streams_fail_while_database_in_use(state, capsys, arguments):
     holder = BarStore(state.paths.bars_database)
     try:
@@ -335,7 +345,7 @@ def test_cli_main_runs_streams_commands(state, capsys):
 def test_cli_main_streams_database_in_use(state, capsys):
     holder = BarStore(state.paths.bars_database)
     try:
-        assert main(["streams", "list", "--state-dir", str(state.paths.state_dir)]) == ExitCode.STORAGE
+        assert main(["streams", "delete", "ea-1", "EURUSD", "H1", "--state-dir", str(state.paths.state_dir)]) == ExitCode.STORAGE
     finally:
         holder.close()
     assert "stop the daemon first" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sigbridge.bars import COLUMNS, Bars
 from sigbridge.daemon.sessions import StreamKey
+from sigbridge.daemon.transaction import Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -386,26 +387,11 @@ class BarStore:
 
     def streams(self, key: StreamKey | None = None) -> list[StoredStream]:
         """List every stored stream, or only `key`'s, with its bar count and first and last bar times, ordered by key."""
-        where, parameters = "", ()
-        if key is not None:
-            where = "WHERE s.client = ? AND s.symbol = ? AND s.timeframe = ? "
-            parameters = (key.client, key.symbol, key.timeframe)
         with self._guard():
             try:
-                rows = self._open_connection().execute(
-                    "SELECT s.client, s.symbol, s.timeframe, s.point, s.digits, s.utc_offset, "
-                    "(SELECT COUNT(*) FROM bars b WHERE b.stream_id = s.id), "
-                    "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id), "
-                    "(SELECT MAX(time) FROM bars b WHERE b.stream_id = s.id) "
-                    f"FROM streams s {where}ORDER BY s.client, s.symbol, s.timeframe",
-                    parameters,
-                ).fetchall()
+                return query_streams(self._open_connection(), key)
             except sqlite3.Error as error:
                 raise StorageError(f"bar database {self.path}: cannot list streams: {error}") from None
-        return [
-            StoredStream(StreamKey(client, symbol, timeframe), point, digits, utc_offset, count, first, last)
-            for client, symbol, timeframe, point, digits, utc_offset, count, first, last in rows
-        ]
 
     def load_bars(self, key: StreamKey, *, last: int | None = None) -> Bars:
         """The stream's stored bars, oldest first; only the `last` newest ones when given."""
@@ -424,59 +410,21 @@ class BarStore:
         return Bars.from_columns(*zip(*rows))
 
 
-class Transaction:
-    """The writes of one `BarStore.transaction()` block; see there.
-
-    Attributes:
-        written: the stream key of each write that succeeded inside, in order.
-    """
-
-    def __init__(self, store: BarStore, *, background: bool = False) -> None:
-        self.store = store
-        self.background = background
-        self.written: list[StreamKey] = []
-        self.begun = False
-        self.broken = False
-        # Why BEGIN failed, e.g. another connection held the write lock past busy_timeout.
-        self.begin_error: str | None = None
-        self.owner: int | None = None
-        self._commit: concurrent.futures.Future | None = None
-
-    def __enter__(self) -> Transaction:
-        current = self.store._transaction
-        if current is not None and current.owner == threading.get_ident():
-            raise RuntimeError("bar database transactions do not nest")
-        self.store._lock.acquire()
-        self.owner = threading.get_ident()
-        self.store._transaction = self
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        self.store._transaction = None
-        if not self.begun:
-            self.store._lock.release()
-            return
-        if error_type is None and self.background:
-            # The commit thread releases the lock when the commit has ended.
-            try:
-                self._commit = self.store._commit_thread().submit(self._end_and_release, True)
-            except BaseException:  # e.g. no thread can be started: undo here and release the lock
-                self._end_and_release(False)
-                raise
-            return
-        self._end_and_release(error_type is None)
-
-    def _end_and_release(self, commit: bool) -> None:
-        try:
-            self.store._end_transaction(self, commit)
-        finally:
-            self.store._lock.release()
-
-    def wait(self) -> None:
-        """Wait for a background commit to end.
-
-        Raises:
-            StorageError: the commit failed and every write of the transaction was undone.
-        """
-        if self._commit is not None:
-            self._commit.result()
+def query_streams(connection: sqlite3.Connection, key: StreamKey | None = None) -> list[StoredStream]:
+    """List the streams of a bar database connection, or only `key`'s; see `BarStore.streams`."""
+    where, parameters = "", ()
+    if key is not None:
+        where = "WHERE s.client = ? AND s.symbol = ? AND s.timeframe = ? "
+        parameters = (key.client, key.symbol, key.timeframe)
+    rows = connection.execute(
+        "SELECT s.client, s.symbol, s.timeframe, s.point, s.digits, s.utc_offset, "
+        "(SELECT COUNT(*) FROM bars b WHERE b.stream_id = s.id), "
+        "(SELECT MIN(time) FROM bars b WHERE b.stream_id = s.id), "
+        "(SELECT MAX(time) FROM bars b WHERE b.stream_id = s.id) "
+        f"FROM streams s {where}ORDER BY s.client, s.symbol, s.timeframe",
+        parameters,
+    ).fetchall()
+    return [
+        StoredStream(StreamKey(client, symbol, timeframe), point, digits, utc_offset, count, first, last)
+        for client, symbol, timeframe, point, digits, utc_offset, count, first, last in rows
+    ]
