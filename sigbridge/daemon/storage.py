@@ -241,16 +241,9 @@ class BarStore:
             StorageError: the stream is not stored, or the write failed; nothing was deleted.
         """
         with self._guard():
-            try:
-                row = self._open_connection().execute(
-                    "SELECT id FROM streams WHERE client = ? AND symbol = ? AND timeframe = ?",
-                    (key.client, key.symbol, key.timeframe),
-                ).fetchone()
-            except sqlite3.Error as error:
-                raise StorageError(f"bar database {self.path}: cannot look up stream {key}: {error}") from None
-            if row is None:
+            stream_id = self._lookup_stream_id(key)
+            if stream_id is None:
                 raise StorageError(f"bar database {self.path} has no stream {key} to delete")
-            stream_id = row[0]
             deleted_bars: list[int] = []
 
             def delete(connection: sqlite3.Connection) -> None:
@@ -373,6 +366,14 @@ class BarStore:
         stream_id = self._stream_ids.get(key)
         if stream_id is not None:
             return stream_id
+        stream_id = self._lookup_stream_id(key)
+        if stream_id is None:
+            raise StorageError(f"bar database {self.path} has no stream {key}; save the stream before its bars")
+        self._stream_ids[key] = stream_id
+        return stream_id
+
+    def _lookup_stream_id(self, key: StreamKey) -> int | None:
+        """Return the database id of a stream, or None when it is not stored; bypasses the cache."""
         try:
             row = self._open_connection().execute(
                 "SELECT id FROM streams WHERE client = ? AND symbol = ? AND timeframe = ?",
@@ -380,10 +381,7 @@ class BarStore:
             ).fetchone()
         except sqlite3.Error as error:
             raise StorageError(f"bar database {self.path}: cannot look up stream {key}: {error}") from None
-        if row is None:
-            raise StorageError(f"bar database {self.path} has no stream {key}; save the stream before its bars")
-        self._stream_ids[key] = row[0]
-        return row[0]
+        return None if row is None else row[0]
 
     def streams(self, key: StreamKey | None = None) -> list[StoredStream]:
         """List every stored stream, or only `key`'s, with its bar count and first and last bar times, ordered by key."""
