@@ -605,3 +605,15 @@ def test_readme_documents_exit_codes():
     readme = (REPOSITORY / "README.md").read_text()
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, flags=re.MULTILINE)}
     assert {int(code) for code in ExitCode} <= documented
+
+
+def test_daemon_loads_every_bundle_before_ready(daemon_state, caplog):
+    # The state folder has a EURUSD H1 bundle and no stored stream.
+    caplog.set_level(logging.INFO, logger="sigbridge")
+    running = start_daemon(daemon_state, train=False)
+    running.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    loaded = [index for index, text in enumerate(messages) if text.startswith("loaded model bundle symbol=EURUSD timeframe=H1")]
+    ready = [index for index, text in enumerate(messages) if text.startswith("ready endpoint=")]
+    assert loaded and ready
+    assert loaded[0] < ready[0]

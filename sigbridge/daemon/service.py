@@ -31,6 +31,7 @@ from sigbridge.daemon.server import Server
 from sigbridge.daemon.storage import BarStore
 from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.trainer import Trainer
+from sigbridge.models.bundle import list_bundles
 from sigbridge.models.device import select_device
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,16 @@ class _Daemon:
 
         notifier.status("restoring streams")
         self.dispatcher = Dispatcher(config, self.registry, self.trainer, store=store)
-        notifier.status(f"loading model bundles of {len(self.dispatcher.streams)} streams")
-        for symbol, timeframe in sorted({(key.symbol, key.timeframe) for key in self.dispatcher.streams}):
+        # Every bundle on disk is loaded now, not only those of stored streams, so that the first
+        # `hello` of a new stream does not load one in the serving loop (about 1 s on 2 cores).
+        models = {(key.symbol, key.timeframe) for key in self.dispatcher.streams}
+        models.update(
+            (manifest["symbol"], manifest["timeframe"])
+            for manifest in list_bundles(config.paths.models_dir)
+            if manifest["intact"]
+        )
+        notifier.status(f"loading the model bundles of {len(models)} symbols and timeframes")
+        for symbol, timeframe in sorted(models):
             self.registry.get(symbol, timeframe)
             notifier.watchdog()
         if self.trainer is not None:
