@@ -430,3 +430,23 @@ def test_dispatcher_unreadable_stream_closed_after_failed_commit(tmp_path, daemo
     assert (welcome["type"], welcome["bars_held"]) == ("welcome", 250)
     assert (retried["type"], retried["accepted"], retried["duplicates"]) == ("signal", 2, 0)
     assert counts == {"ea-1": 252}
+
+
+def test_dispatcher_closed_stream_keeps_its_place(tmp_path, daemon_state, registry, eurusd):
+    config = daemon_state.replace("server", max_streams=1)
+    store = CommitAndReadFailingStore(tmp_path / "bars.sqlite3")
+    try:
+        dispatcher = Dispatcher(config, registry, None, store=store)
+        open_streams(dispatcher, eurusd, ["ea-1"])
+        store.fail_next_commit = store.fail_next_read = True
+        dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
+        # The closed stream is still stored, so it still counts against server.max_streams.
+        other = dispatcher.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
+        back = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
+        stored = [stored.key.client for stored in store.streams()]
+    finally:
+        store.close()
+    assert other["code"] == ErrorCode.TOO_MANY_STREAMS
+    assert (back["type"], back["bars_held"]) == ("welcome", 250)
+    assert stored == ["ea-1"]
+    assert len(dispatcher.streams) == 1

@@ -231,12 +231,16 @@ def test_trainer_forget_drops_queued_initial(tmp_path, fast_config, eurusd):
     # Not started and not in lockstep: requests are only queued.
     trainer = Trainer(fast_config, registry)
     key = StreamKey("ea-1", "EURUSD", "H1")
+    other = StreamKey("ea-2", "EURUSD", "H1")
     try:
-        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point)
+        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point, stream_key=key)
+        assert trainer.state("EURUSD", "H1").state == "queued"
+        # Another stream of the symbol and timeframe leaves the queued training alone.
+        trainer.forget(other)
         assert trainer.state("EURUSD", "H1").state == "queued"
         trainer.forget(key)
         assert trainer.state("EURUSD", "H1") is None
         # Queued again once a stream sends enough bars.
-        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point)
+        assert trainer.request("EURUSD", "H1", eurusd.bars[:500], eurusd.point, stream_key=key)
     finally:
         trainer.stop(5.0)

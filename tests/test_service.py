@@ -617,3 +617,23 @@ def test_daemon_loads_every_bundle_before_ready(daemon_state, caplog):
     ready = [index for index, text in enumerate(messages) if text.startswith("ready endpoint=")]
     assert loaded and ready
     assert loaded[0] < ready[0]
+
+
+def test_daemon_starts_past_bad_bundle_folders(daemon_state, caplog):
+    from sigbridge.models.bundle import FORMAT_VERSION, MANIFEST_FILE
+
+    models_dir = daemon_state.paths.models_dir
+    manifests = {
+        "JUNK_H1": {"format": FORMAT_VERSION},
+        "LIST_H1": {"format": FORMAT_VERSION, "symbol": ["GBPUSD"], "timeframe": "H1"},
+        "GBPUSD_M5": {"format": FORMAT_VERSION, "symbol": "GBPUSD", "timeframe": "M5", "version": 1},
+    }
+    for folder, manifest in manifests.items():
+        (models_dir / folder / "v000001").mkdir(parents=True)
+        (models_dir / folder / "v000001" / MANIFEST_FILE).write_text(json.dumps(manifest))
+    caplog.set_level(logging.INFO, logger="sigbridge")
+    running = start_daemon(daemon_state, train=False)
+    running.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(text.startswith("loaded model bundle symbol=EURUSD timeframe=H1") for text in messages)
+    assert any(text.startswith("ready endpoint=") for text in messages)

@@ -328,13 +328,37 @@ def test_store_background_commit_start_failure_releases_lock(tmp_path, eurusd):
         store.close()
 
 
-def test_store_background_commit_blocks_other_threads(store, eurusd):
-    with store.transaction(background=True) as transaction:
-        store.save_bars(KEY, eurusd.bars[:5])
-    # Another thread's read waits for the commit, so it reads every committed bar.
-    counts = []
-    reader = threading.Thread(target=lambda: counts.append(len(store.load_bars(KEY))))
-    reader.start()
-    transaction.wait()
-    reader.join(10)
-    assert counts == [5]
+class SlowCommitStore(BarStore):
+    """A bar database whose commits wait for `release`, as a slow disk sync would."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+
+    def _commit(self, connection):
+        assert self.release.wait(10), "the test never released the commit"
+        super()._commit(connection)
+
+
+def test_store_background_commit_blocks_other_threads(tmp_path, eurusd):
+    store = SlowCommitStore(tmp_path / "bars.sqlite3", synchronous="normal")
+    store.release.set()
+    store.save_stream(KEY, point=1e-05, digits=5, utc_offset=0)
+    store.release.clear()
+    try:
+        with store.transaction(background=True) as transaction:
+            store.save_bars(KEY, eurusd.bars[:5])
+        commits = store.commits
+        counts = []
+        reader = threading.Thread(target=lambda: counts.append((len(store.load_bars(KEY)), store.commits)))
+        reader.start()
+        # The commit is still running in the commit thread, so the reader waits for the lock.
+        reader.join(0.3)
+        assert reader.is_alive()
+        store.release.set()
+        transaction.wait()
+        reader.join(10)
+    finally:
+        store.release.set()
+        store.close()
+    assert counts == [(5, commits + 1)]

@@ -14,9 +14,11 @@ descriptor and the identity, and joins connection lines to request lines.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket as sockets
 import threading
+import time
 from typing import NamedTuple
 
 import zmq
@@ -42,6 +44,8 @@ HANDSHAKE_FAILURES = (
 # Connect and disconnect lines logged per peer host and minute: one terminal with many charts
 # opens one connection per chart, and a client that reconnects in a loop is rate-limited.
 CONNECTION_LINES_PER_MINUTE = 200
+# Seconds after a failed handshake during which connection lines get the failure lines' burst.
+FAILURE_QUIET_SECONDS = 60.0
 
 
 class Peer(NamedTuple):
@@ -103,7 +107,9 @@ class ConnectionMonitor:
     creates and closes the monitor's PAIR socket. Failed handshakes are rate-limited per kind,
     because a client with a refused key reconnects every few hundred milliseconds. Connect and
     disconnect lines are rate-limited per peer host with a burst of CONNECTION_LINES_PER_MINUTE,
-    so that every `hello` line of a normal start-up finds its connection line by `fd=`.
+    so that every `hello` line of a normal start-up finds its connection line by `fd=`. Within
+    FAILURE_QUIET_SECONDS of a failed handshake, whose event names no host, they get the burst
+    of the failure lines instead.
     """
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context) -> None:
@@ -114,6 +120,7 @@ class ConnectionMonitor:
         self._peers: dict[int, str] = {}
         self._log = RateLimitedLog(logger, burst=10)
         self._connection_log = RateLimitedLog(logger, burst=CONNECTION_LINES_PER_MINUTE)
+        self._failed_at = -math.inf
         socket.monitor(self._address, EVENTS)
         self._thread = threading.Thread(target=self._run, name="sigbridge-connections", daemon=True)
         self._thread.start()
@@ -161,13 +168,16 @@ class ConnectionMonitor:
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             logger.debug("handshake succeeded peer=%s fd=%s", self._peers.get(descriptor, "unknown"), descriptor)
         elif kind & HANDSHAKE_FAILURES:
+            self._failed_at = time.monotonic()
             self._log_handshake_failure(kind, descriptor)
         elif kind == zmq.EVENT_ACCEPT_FAILED:
             self._emit(logging.WARNING, "accept", "accepting a connection failed errno=%s", descriptor)
 
     def _connection_line(self, peer: str, message: str, descriptor: int) -> None:
         host = peer.rsplit(":", 1)[0] if ":" in peer else peer
-        self._connection_log.log(logging.INFO, host, message, peer, descriptor, len(self._peers))
+        failing = time.monotonic() - self._failed_at < FAILURE_QUIET_SECONDS
+        limiter = self._log if failing else self._connection_log
+        limiter.log(logging.INFO, host, message, peer, descriptor, len(self._peers))
 
     def _log_handshake_failure(self, kind: int, descriptor: int) -> None:
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:

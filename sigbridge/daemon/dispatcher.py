@@ -73,6 +73,9 @@ class Dispatcher:
         self._rejections = RateLimitedLog(logger)
         # The stream of the request being applied, set by `_hello` and `_bars` for `handle_batch`.
         self._request_key: StreamKey | None = None
+        # Stored streams closed because they could not be read back after a failed commit. They
+        # still count against the stream limits until their next `hello` reloads them.
+        self._closed: set[StreamKey] = set()
         if store is not None:
             for stream in load_streams(store, config):
                 self.streams[stream.key] = stream
@@ -176,8 +179,6 @@ class Dispatcher:
         if error is not None:
             logger.error("cannot store a batch of requests; replying with errors: %s", error)
         for key in dict.fromkeys(keys):
-            if self.trainer is not None:
-                self.trainer.forget(key)
             try:
                 stream = self._load_stored(key)
             except StorageError as failed:
@@ -188,13 +189,24 @@ class Dispatcher:
                     key.timeframe,
                     failed,
                 )
+                if key in self.streams:
+                    self._closed.add(key)
+                self._close(key, counted=True)
                 stream = None
-            if stream is not None:
-                self.streams[key] = stream
-            elif self.streams.pop(key, None) is not None:
-                self._streams_per_client[key.client] -= 1
-                for route in [route for route, routed in self._routes.items() if routed == key]:
-                    del self._routes[route]
+            else:
+                if stream is not None:
+                    self.streams[key] = stream
+                else:
+                    self._close(key, counted=False)
+            if self.trainer is not None:
+                self.trainer.forget(key, replacement=stream)
+
+    def _close(self, key: StreamKey, *, counted: bool) -> None:
+        """Remove a stream from memory and its routes; `counted` keeps its place in the stream limits."""
+        if self.streams.pop(key, None) is not None and not counted:
+            self._streams_per_client[key.client] -= 1
+        for route in [route for route, routed in self._routes.items() if routed == key]:
+            del self._routes[route]
 
     def _load_stored(self, key: StreamKey) -> Stream | None:
         """Rebuild a stream from the database, or return None when the database has no such stream."""
@@ -253,7 +265,7 @@ class Dispatcher:
                     field="symbol",
                     request_id=hello.id,
                 )
-            if len(self.streams) >= self.config.server.max_streams:
+            if len(self.streams) + len(self._closed) >= self.config.server.max_streams:
                 raise ProtocolError(
                     ErrorCode.TOO_MANY_STREAMS,
                     f"the server already has {self.config.server.max_streams} streams open (server.max_streams)",
@@ -326,10 +338,16 @@ class Dispatcher:
                 "the server cannot read this stream from its database (see its log); send `hello` again later",
                 request_id=hello.id,
             ) from None
-        if stream is not None:
-            self.streams[key] = stream
+        counted = key in self._closed
+        self._closed.discard(key)
+        if stream is None:
+            if counted:
+                self._streams_per_client[key.client] -= 1
+            return None
+        self.streams[key] = stream
+        if not counted:
             self._streams_per_client[key.client] += 1
-            logger.info("reloaded stream client=%s symbol=%s timeframe=%s", key.client, key.symbol, key.timeframe)
+        logger.info("reloaded stream client=%s symbol=%s timeframe=%s", key.client, key.symbol, key.timeframe)
         return stream
 
     def _save_stream(self, key: StreamKey, hello: Hello) -> None:
@@ -427,7 +445,7 @@ class Dispatcher:
                     fields=common,
                 )
         elif self.trainer is not None and self._bars_needed(stream, has_model=False) == 0:
-            self.trainer.request(key.symbol, key.timeframe, stream.bars, stream.point)
+            self.trainer.request(key.symbol, key.timeframe, stream.bars, stream.point, stream_key=key)
         state, message = self._stream_state(stream, bundle)
         return replies.status_reply(
             request_id,

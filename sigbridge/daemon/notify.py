@@ -71,6 +71,10 @@ class Notifier:
         if text != self._last_status:
             self._send(*self._status_lines(text))
 
+    def extend_timeout(self, seconds: float) -> None:
+        """Ask systemd for `seconds` more before the start-up (or stop) timeout, while work goes on."""
+        self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
     def watchdog(self, now: float | None = None) -> None:
         """Send WATCHDOG=1 when half the watchdog timeout passed since the last one.
 

@@ -36,6 +36,8 @@ from sigbridge.models.device import select_device
 
 logger = logging.getLogger(__name__)
 
+# Seconds of systemd's start timeout granted per model bundle loaded at start-up.
+BUNDLE_LOAD_ALLOWANCE = 60.0
 # Seconds the trainer thread gets to finish its current job on shutdown.
 TRAINER_STOP_TIMEOUT = 10.0
 # Seconds between STATUS refreshes sent to systemd (only changed lines are sent).
@@ -153,22 +155,38 @@ class _Daemon:
 
         notifier.status("restoring streams")
         self.dispatcher = Dispatcher(config, self.registry, self.trainer, store=store)
-        # Every bundle on disk is loaded now, not only those of stored streams, so that the first
-        # `hello` of a new stream does not load one in the serving loop (about 1 s on 2 cores).
-        models = {(key.symbol, key.timeframe) for key in self.dispatcher.streams}
-        models.update(
-            (manifest["symbol"], manifest["timeframe"])
-            for manifest in list_bundles(config.paths.models_dir)
-            if manifest["intact"]
-        )
-        notifier.status(f"loading the model bundles of {len(models)} symbols and timeframes")
-        for symbol, timeframe in sorted(models):
-            self.registry.get(symbol, timeframe)
-            notifier.watchdog()
+        self._load_bundles(config)
         if self.trainer is not None:
             self.trainer.start()
         self.server = None
         self._next_status = 0.0
+
+    def _load_bundles(self, config: Config) -> None:
+        """Load the newest bundle of every symbol and timeframe on disk before READY.
+
+        Every bundle is loaded, not only those of stored streams, so that the first `hello` of a
+        new stream does not load one in the serving loop (about 1 s on 2 cores). A bundle that
+        cannot be loaded is logged and skipped; its streams get no signals until a reload.
+        """
+        models = {(key.symbol, key.timeframe) for key in self.dispatcher.streams}
+        try:
+            manifests = list_bundles(config.paths.models_dir)
+        except OSError as error:
+            logger.error("cannot list the model bundles in %s: %s", config.paths.models_dir, error)
+            manifests = []
+        for manifest in manifests:
+            symbol, timeframe = manifest.get("symbol"), manifest.get("timeframe")
+            if manifest["intact"] and isinstance(symbol, str) and isinstance(timeframe, str) and symbol and timeframe:
+                models.add((symbol, timeframe))
+        self.notifier.status(f"loading the model bundles of {len(models)} symbols and timeframes")
+        for symbol, timeframe in sorted(models):
+            # Each load may take seconds, so systemd's start timeout moves on with every bundle.
+            self.notifier.extend_timeout(BUNDLE_LOAD_ALLOWANCE)
+            try:
+                self.registry.get(symbol, timeframe)
+            except Exception:  # one bad bundle folder must not stop the daemon from starting
+                logger.error("cannot load the model bundle symbol=%s timeframe=%s; skipped", symbol, timeframe, exc_info=True)
+            self.notifier.watchdog()
 
     def serve(self, context: zmq.Context, curve, stop: threading.Event, on_ready) -> None:
         self.server = Server(self.dispatcher, context=context, curve=curve, tick=self.tick)

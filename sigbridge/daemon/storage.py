@@ -299,6 +299,10 @@ class BarStore:
                 # The lock wait already timed out in this transaction; waiting again per request
                 # would stall the serving loop for busy_timeout seconds per request.
                 raise StorageError(f"bar database {self.path}: cannot {action}: {transaction.begin_error}")
+            if transaction.begun and not connection.in_transaction:
+                # SQLite rolled the transaction back during a read of this batch.
+                transaction.broken = True
+                raise StorageError(f"bar database {self.path}: cannot {action}: the batch's transaction was rolled back")
             if not transaction.begun:
                 try:
                     connection.execute("BEGIN IMMEDIATE")

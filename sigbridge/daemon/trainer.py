@@ -53,6 +53,8 @@ class _Source:
 
     bars: Bars
     point: float
+    # The stream the snapshot was taken from, where the caller named it.
+    stream_key: object = None
 
 
 class Trainer:
@@ -144,7 +146,7 @@ class Trainer:
         with self._lock:
             return self._states.get((symbol, timeframe))
 
-    def request(self, symbol: str, timeframe: str, bars: Bars, point: float) -> bool:
+    def request(self, symbol: str, timeframe: str, bars: Bars, point: float, stream_key=None) -> bool:
         """Queue initial training on `bars` unless one is pending or waits for more bars.
 
         In lockstep the model is trained before this returns.
@@ -157,7 +159,7 @@ class Trainer:
             if current is not None and len(bars) < current.retry_at_bars:
                 return False
             self._states[key] = TrainingState("queued", f"initial model queued on {len(bars)} bars")
-            self._initial[key] = _Source(bars, point)
+            self._initial[key] = _Source(bars, point, stream_key)
         logger.info("queued initial training symbol=%s timeframe=%s bars=%s", symbol, timeframe, len(bars))
         if self.lockstep:
             self._work_once(only=key)
@@ -165,11 +167,12 @@ class Trainer:
             self._wake.set()
         return True
 
-    def forget(self, stream_key) -> None:
+    def forget(self, stream_key, replacement=None) -> None:
         """Drop the bars recorded for a stream, e.g. after a failed bar database commit undid them.
 
-        An initial training still queued for its symbol and timeframe is dropped as well, and is
-        queued again once a stream contains enough bars. A job already running keeps its bars.
+        `replacement`, the stream rebuilt from the database, is recorded in their place. An initial
+        training queued on this stream's bars is dropped too, and is queued again once a stream
+        contains enough bars. A job already running keeps its bars.
         """
         key = (stream_key.symbol, stream_key.timeframe)
         with self._lock:
@@ -177,8 +180,19 @@ class Trainer:
             sources.pop(stream_key, None)
             if not sources:
                 self._sources.pop(key, None)
-            if self._initial.pop(key, None) is not None:
+            queued = self._initial.get(key)
+            if queued is not None and queued.stream_key == stream_key:
+                del self._initial[key]
                 self._states.pop(key, None)
+        if replacement is not None:
+            self.record(replacement)
+
+    def record(self, stream) -> None:
+        """Record a snapshot of a stream's bars for retraining, without training."""
+        key = (stream.key.symbol, stream.key.timeframe)
+        source = _Source(stream.bars, stream.point, stream.key)
+        with self._lock:
+            self._sources.setdefault(key, {})[stream.key] = source
 
     def observe(self, stream) -> None:
         """Record a snapshot of a stream's bars after the server thread appended to it.
@@ -186,9 +200,7 @@ class Trainer:
         In lockstep, a stream that is due is retrained here, before the bar's signal.
         """
         key = (stream.key.symbol, stream.key.timeframe)
-        source = _Source(stream.bars, stream.point)
-        with self._lock:
-            self._sources.setdefault(key, {})[stream.key] = source
+        self.record(stream)
         if self.lockstep:
             # NOTE: this trains in the serving thread, which does not see a stop request until the
             # job ends, so a shutdown in lockstep waits for the running job.
