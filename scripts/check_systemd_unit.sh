@@ -77,7 +77,7 @@ teardown() {
             [[ -d "$CGROUP_DIR" ]] || break
             sleep 1
         done
-        [[ -d "$CGROUP_DIR" ]] && echo "WARNING: cgroup $CGROUP_DIR is left; remove it with rmdir" >&2
+        [[ -d "$CGROUP_DIR" ]] && echo "WARNING: cgroup $CGROUP_DIR was not removed; remove it with rmdir" >&2
     fi
     [[ -n "$SCRATCH" ]] && rm -rf "$SCRATCH"
 }

@@ -120,3 +120,25 @@ def daemon(daemon_state):
     running = start_daemon(daemon_state)
     yield running
     running.stop()
+
+
+def request_frame(body: dict, request_id: int = 1) -> bytes:
+    """Encode a request map with the protocol envelope, as a client sends it."""
+    from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
+
+    return encode({"v": PROTOCOL_VERSION, "id": request_id, **body})
+
+
+def hello_frame(eurusd, client: str = "ea-1") -> bytes:
+    """Encode a `hello` for the EURUSD H1 stream of `client`."""
+    return request_frame(
+        {
+            "type": "hello",
+            "client": client,
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+            "digits": eurusd.digits,
+            "point": eurusd.point,
+            "utc_offset": 0,
+        }
+    )

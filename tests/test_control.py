@@ -179,7 +179,7 @@ def test_check_control_allowed(control_from, peer, allowed):
         return
     with pytest.raises(ProtocolError) as excinfo:
         check_control_allowed(request, control_from, peer)
-    assert excinfo.value.code == ErrorCode.CONTROL_REFUSED
+    assert excinfo.value.code == ErrorCode.CONTROL_REJECTED
     assert excinfo.value.request_id == 9
     assert f'control_from = "{control_from}"' in excinfo.value.message
 
@@ -195,9 +195,9 @@ def test_rollback_from_remote_peer_refused(two_versions):
     pin = two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE
     assert not pin.exists()
     local = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("127.0.0.1", 12))
-    assert remote["code"] == ErrorCode.CONTROL_REFUSED
+    assert remote["code"] == ErrorCode.CONTROL_REJECTED
     assert "peer=192.0.2.7" in remote["message"]
-    assert in_process["code"] == ErrorCode.CONTROL_REFUSED
+    assert in_process["code"] == ErrorCode.CONTROL_REJECTED
     assert (local["type"], local["model_version"], local["pinned"]) == ("model", 1, True)
     assert pin.exists()
 
@@ -210,10 +210,10 @@ def test_rollback_with_control_off_refused(two_versions, capsys):
         command = models_command(two_versions, "rollback", "EURUSD_H1", "1", "--endpoint", running.endpoint)
     finally:
         running.stop()
-    assert reply["code"] == ErrorCode.CONTROL_REFUSED
+    assert reply["code"] == ErrorCode.CONTROL_REJECTED
     assert "without --endpoint" in reply["message"]
     assert command == ExitCode.DATA
-    assert "CONTROL_REFUSED" in capsys.readouterr().err
+    assert "CONTROL_REJECTED" in capsys.readouterr().err
     # Neither the daemon nor the command wrote a pin, so a restart serves the same model.
     assert not (two_versions.paths.models_dir / "EURUSD_H1" / PIN_FILE).exists()
 
@@ -247,7 +247,7 @@ def test_control_from_reloads_live(two_versions):
     dispatcher = Dispatcher(two_versions, ModelRegistry(two_versions.paths.models_dir), None)
     dispatcher.apply_config(merged)
     reply = dispatcher.handle(b"\x00admin", rollback_frame(), peer=Peer("127.0.0.1", 12))
-    assert reply["code"] == ErrorCode.CONTROL_REFUSED
+    assert reply["code"] == ErrorCode.CONTROL_REJECTED
 
 
 def ipv6_loopback_available() -> bool:

@@ -10,10 +10,11 @@ from sigbridge.client import bars_message
 from sigbridge.daemon import ingest
 from sigbridge.daemon.codes import ErrorCode
 from sigbridge.daemon.dispatcher import Dispatcher
-from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
 from sigbridge.daemon.sessions import BarsRejected, Stream, StreamKey
 from sigbridge.daemon.storage import BarStore, StorageError
 from sigbridge.daemon.trainer import ModelRegistry
+
+from conftest import hello_frame, request_frame
 
 KEY = StreamKey("ea-1", "EURUSD", "H1")
 IDENTITY = b"\x00ea-1"
@@ -152,24 +153,6 @@ def test_ingest_first_bars_failed_write_leaves_empty_stream(store, fast_config, 
 # The dispatcher with a store: replies only for stored bars, and streams restored on start.
 
 
-def frame(body, request_id=1):
-    return encode({"v": PROTOCOL_VERSION, "id": request_id, **body})
-
-
-def hello(eurusd, client="ea-1"):
-    return frame(
-        {
-            "type": "hello",
-            "client": client,
-            "symbol": "EURUSD",
-            "timeframe": "H1",
-            "digits": eurusd.digits,
-            "point": eurusd.point,
-            "utc_offset": 0,
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def registry(trained_models_dir):
     """One registry for the module, so the trained model is loaded once; no test writes bundles."""
@@ -180,8 +163,8 @@ def test_dispatcher_stores_bars_before_reply(tmp_path, daemon_state, registry, e
     store = BarStore(tmp_path / "bars.sqlite3")
     try:
         dispatcher = Dispatcher(daemon_state, registry, None, store=store)
-        dispatcher.handle(IDENTITY, hello(eurusd))
-        reply = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        dispatcher.handle(IDENTITY, hello_frame(eurusd))
+        reply = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
         assert reply["type"] == "signal"
         # A second connection reads the bars as soon as the reply exists.
         with sqlite3.connect(store.path) as connection:
@@ -195,12 +178,12 @@ def test_dispatcher_correction_gets_signal(tmp_path, daemon_state, registry, eur
     store = BarStore(tmp_path / "bars.sqlite3", synchronous="normal")
     try:
         dispatcher = Dispatcher(daemon_state, registry, None, store=store)
-        dispatcher.handle(IDENTITY, hello(eurusd))
-        first = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        dispatcher.handle(IDENTITY, hello_frame(eurusd))
+        first = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
         message = bars_message("EURUSD", "H1", eurusd.bars[249:250])
         message["close"][0] += 0.0005
         message["high"][0] = max(message["high"][0], message["close"][0])
-        reply = dispatcher.handle(IDENTITY, frame(message, 3))
+        reply = dispatcher.handle(IDENTITY, request_frame(message, 3))
     finally:
         store.close()
     assert reply["type"] == "signal"
@@ -213,16 +196,16 @@ def test_dispatcher_failed_write_replies_internal_error(tmp_path, daemon_state, 
     store = BarStore(tmp_path / "bars.sqlite3", busy_timeout=0.1)
     try:
         dispatcher = Dispatcher(daemon_state, registry, None, store=store)
-        dispatcher.handle(IDENTITY, hello(eurusd))
-        dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+        dispatcher.handle(IDENTITY, hello_frame(eurusd))
+        dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
         blocker = hold_write_lock(store)
         try:
-            failed = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 3))
+            failed = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 3))
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        welcome = dispatcher.handle(IDENTITY, hello(eurusd))
-        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 4))
+        welcome = dispatcher.handle(IDENTITY, hello_frame(eurusd))
+        retried = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 4))
     finally:
         store.close()
     assert failed["code"] == ErrorCode.INTERNAL_ERROR
@@ -236,21 +219,21 @@ def test_dispatcher_restores_streams_from_store(tmp_path, daemon_state, registry
     path = tmp_path / "bars.sqlite3"
     store = BarStore(path)
     dispatcher = Dispatcher(daemon_state, registry, None, store=store)
-    dispatcher.handle(IDENTITY, hello(eurusd))
-    dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
+    dispatcher.handle(IDENTITY, hello_frame(eurusd))
+    dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
     store.close()
 
     reopened = BarStore(path)
     try:
         restarted = Dispatcher(daemon_state, registry, None, store=reopened)
-        welcome = restarted.handle(b"\x00new-socket", hello(eurusd))
-        reply = restarted.handle(b"\x00new-socket", frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
+        welcome = restarted.handle(b"\x00new-socket", hello_frame(eurusd))
+        reply = restarted.handle(b"\x00new-socket", request_frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
     finally:
         reopened.close()
     uninterrupted = Dispatcher(daemon_state, registry, None)
-    uninterrupted.handle(IDENTITY, hello(eurusd))
-    uninterrupted.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
-    expected = uninterrupted.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
+    uninterrupted.handle(IDENTITY, hello_frame(eurusd))
+    uninterrupted.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:300]), 2))
+    expected = uninterrupted.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[300:301]), 3))
 
     assert welcome["bars_held"] == 300
     assert welcome["last_bar_time"] == int(eurusd.bars.time[299])
@@ -277,8 +260,8 @@ class CommitFailingStore(BarStore):
 def open_streams(dispatcher, eurusd, clients, bars=250):
     for number, client in enumerate(clients):
         identity = b"\x00" + client.encode()
-        assert dispatcher.handle(identity, hello(eurusd, client))["type"] == "welcome"
-        reply = dispatcher.handle(identity, frame(bars_message("EURUSD", "H1", eurusd.bars[:bars]), 100 + number))
+        assert dispatcher.handle(identity, hello_frame(eurusd, client))["type"] == "welcome"
+        reply = dispatcher.handle(identity, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:bars]), 100 + number))
         assert reply["type"] == "signal"
 
 
@@ -299,7 +282,7 @@ def test_dispatcher_batch_commits_once(tmp_path, daemon_state, registry, eurusd)
         commits = store.commits
         replies = dispatcher.handle_batch(
             [
-                (b"\x00" + client.encode(), frame(bars_message("EURUSD", "H1", eurusd.bars[250 : 251 + number]), 7), 0.0)
+                (b"\x00" + client.encode(), request_frame(bars_message("EURUSD", "H1", eurusd.bars[250 : 251 + number]), 7), 0.0)
                 for number, client in enumerate(clients)
             ]
         )
@@ -321,9 +304,9 @@ def test_dispatcher_batch_without_writes_commits_nothing(tmp_path, daemon_state,
         commits = store.commits
         replies = dispatcher.handle_batch(
             [
-                (IDENTITY, frame({"type": "ping"}, 8), 0.0),
+                (IDENTITY, request_frame({"type": "ping"}, 8), 0.0),
                 # A re-sent bar is a duplicate and writes nothing.
-                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[249:250]), 9), 0.0),
+                (IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[249:250]), 9), 0.0),
             ]
         )
         assert store.commits == commits
@@ -345,12 +328,12 @@ def test_dispatcher_failed_write_in_batch_keeps_the_others(tmp_path, daemon_stat
             connection.execute("DELETE FROM streams WHERE client = 'ea-1'")
         replies = dispatcher.handle_batch(
             [
-                (b"\x00ea-1", frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 7), 0.0),
-                (b"\x00ea-2", frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 8), 0.0),
+                (b"\x00ea-1", request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 7), 0.0),
+                (b"\x00ea-2", request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:251]), 8), 0.0),
             ]
         )
         counts = stored_bar_counts(store.path)
-        welcome = dispatcher.handle(b"\x00ea-1", hello(eurusd, "ea-1"))
+        welcome = dispatcher.handle(b"\x00ea-1", hello_frame(eurusd, "ea-1"))
     finally:
         store.close()
     assert replies[0]["code"] == ErrorCode.INTERNAL_ERROR
@@ -370,22 +353,22 @@ def test_dispatcher_failed_batch_commit_undoes_the_batch(tmp_path, daemon_state,
         store.fail_next_commit = True
         replies = dispatcher.handle_batch(
             [
-                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7), 0.0),
-                (IDENTITY, frame({"type": "ping"}, 8), 0.0),
-                (b"\x00ea-2", hello(eurusd, "ea-2"), 0.0),
-                (IDENTITY, frame(bad, 9), 0.0),
+                (IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7), 0.0),
+                (IDENTITY, request_frame({"type": "ping"}, 8), 0.0),
+                (b"\x00ea-2", hello_frame(eurusd, "ea-2"), 0.0),
+                (IDENTITY, request_frame(bad, 9), 0.0),
                 # These two write nothing, but their replies would report the undone bars.
-                (IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[251:252]), 12), 0.0),
-                (IDENTITY, hello(eurusd, "ea-1"), 0.0),
+                (IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[251:252]), 12), 0.0),
+                (IDENTITY, hello_frame(eurusd, "ea-1"), 0.0),
             ]
         )
         counts = stored_bar_counts(store.path)
         # The client re-sends after the error. Its stream contains the stored bars only, and the
         # stream opened in the failed batch is gone until its `hello` is sent again.
-        welcome = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
-        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 10))
-        unknown = dispatcher.handle(b"\x00ea-2", frame(bars_message("EURUSD", "H1", eurusd.bars[:5]), 11))
-        reopened = dispatcher.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
+        welcome = dispatcher.handle(IDENTITY, hello_frame(eurusd, "ea-1"))
+        retried = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 10))
+        unknown = dispatcher.handle(b"\x00ea-2", request_frame(bars_message("EURUSD", "H1", eurusd.bars[:5]), 11))
+        reopened = dispatcher.handle(b"\x00ea-2", hello_frame(eurusd, "ea-2"))
     finally:
         store.close()
     internal = ErrorCode.INTERNAL_ERROR
@@ -417,11 +400,11 @@ def test_dispatcher_unreadable_stream_closed_after_failed_commit(tmp_path, daemo
         dispatcher = Dispatcher(daemon_state, registry, None, store=store)
         open_streams(dispatcher, eurusd, ["ea-1"])
         store.fail_next_commit = store.fail_next_read = True
-        failed = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
+        failed = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
         # The stream could not be read back, so it is closed rather than kept with undone bars.
-        unknown = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 8))
-        welcome = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
-        retried = dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 9))
+        unknown = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 8))
+        welcome = dispatcher.handle(IDENTITY, hello_frame(eurusd, "ea-1"))
+        retried = dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 9))
         counts = stored_bar_counts(store.path)
     finally:
         store.close()
@@ -439,10 +422,10 @@ def test_dispatcher_closed_stream_keeps_its_place(tmp_path, daemon_state, regist
         dispatcher = Dispatcher(config, registry, None, store=store)
         open_streams(dispatcher, eurusd, ["ea-1"])
         store.fail_next_commit = store.fail_next_read = True
-        dispatcher.handle(IDENTITY, frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
+        dispatcher.handle(IDENTITY, request_frame(bars_message("EURUSD", "H1", eurusd.bars[250:252]), 7))
         # The closed stream is still stored, so it still counts against server.max_streams.
-        other = dispatcher.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
-        back = dispatcher.handle(IDENTITY, hello(eurusd, "ea-1"))
+        other = dispatcher.handle(b"\x00ea-2", hello_frame(eurusd, "ea-2"))
+        back = dispatcher.handle(IDENTITY, hello_frame(eurusd, "ea-1"))
         stored = [stored.key.client for stored in store.streams()]
     finally:
         store.close()

@@ -10,11 +10,12 @@ from sigbridge.cli import build_parser, main, resolve_config
 from sigbridge.client import bars_message
 from sigbridge.daemon.codes import ErrorCode, ExitCode
 from sigbridge.daemon.dispatcher import Dispatcher
-from sigbridge.daemon.protocol import PROTOCOL_VERSION, encode
 from sigbridge.daemon.registry import ModelRegistry
 from sigbridge.daemon.sessions import StreamKey
 from sigbridge.daemon.storage import BarStore, StorageError
 from sigbridge.stream_commands import run_streams_command
+
+from conftest import hello_frame, request_frame
 
 FIRST = StreamKey("ea-1", "EURUSD", "H1")
 SECOND = StreamKey("ea-2", "EURUSD", "H1")
@@ -259,24 +260,6 @@ def test_streams_fail_while_database_in_use(state, capsys, arguments):
 # A dispatcher started on the database after a delete: the stream is gone and its place is free.
 
 
-def frame(body, request_id=1):
-    return encode({"v": PROTOCOL_VERSION, "id": request_id, **body})
-
-
-def hello(eurusd, client):
-    return frame(
-        {
-            "type": "hello",
-            "client": client,
-            "symbol": "EURUSD",
-            "timeframe": "H1",
-            "digits": eurusd.digits,
-            "point": eurusd.point,
-            "utc_offset": 0,
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def registry(trained_models_dir):
     return ModelRegistry(trained_models_dir)
@@ -289,10 +272,10 @@ def test_restarted_dispatcher_drops_deleted_stream(daemon_state, registry, eurus
         dispatcher = Dispatcher(config, registry, None, store=store)
         for client in ("ea-1", "ea-2"):
             identity = f"\x00{client}".encode()
-            assert dispatcher.handle(identity, hello(eurusd, client))["type"] == "welcome"
-            reply = dispatcher.handle(identity, frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
+            assert dispatcher.handle(identity, hello_frame(eurusd, client))["type"] == "welcome"
+            reply = dispatcher.handle(identity, request_frame(bars_message("EURUSD", "H1", eurusd.bars[:250]), 2))
             assert reply["type"] == "signal"
-        rejected = dispatcher.handle(b"\x00ea-3", hello(eurusd, "ea-3"))
+        rejected = dispatcher.handle(b"\x00ea-3", hello_frame(eurusd, "ea-3"))
     finally:
         store.close()
     assert rejected["code"] == ErrorCode.TOO_MANY_STREAMS
@@ -303,8 +286,8 @@ def test_restarted_dispatcher_drops_deleted_stream(daemon_state, registry, eurus
     reopened = BarStore(config.paths.bars_database, synchronous="normal")
     try:
         restarted = Dispatcher(config, registry, None, store=reopened)
-        kept_welcome = restarted.handle(b"\x00ea-2", hello(eurusd, "ea-2"))
-        freed_welcome = restarted.handle(b"\x00ea-3", hello(eurusd, "ea-3"))
+        kept_welcome = restarted.handle(b"\x00ea-2", hello_frame(eurusd, "ea-2"))
+        freed_welcome = restarted.handle(b"\x00ea-3", hello_frame(eurusd, "ea-3"))
     finally:
         reopened.close()
     assert FIRST not in restarted.streams

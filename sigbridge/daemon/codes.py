@@ -35,7 +35,7 @@ class ErrorCode(enum.IntEnum):
     # A control request (`rollback`, `unpin`) could not be applied; the log has the cause.
     CONTROL_FAILED = 12
     # A control request from a connection that `security.control_from` does not allow.
-    CONTROL_REFUSED = 13
+    CONTROL_REJECTED = 13
     # The server failed while handling a valid request or could not store its bars. Re-sending
     # the request is safe, because bars already stored count as duplicates.
     INTERNAL_ERROR = 99

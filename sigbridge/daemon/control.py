@@ -40,7 +40,7 @@ def is_local_peer(peer: str | None) -> bool:
 
 
 def check_control_allowed(request: Rollback | Unpin, control_from: str, peer: str | None) -> None:
-    """Raise CONTROL_REFUSED unless `security.control_from` allows control requests from `peer`."""
+    """Raise CONTROL_REJECTED unless `security.control_from` allows control requests from `peer`."""
     if control_from == "any" or (control_from == "loopback" and is_local_peer(peer)):
         return
     command = "rollback" if isinstance(request, Rollback) else "unpin"
@@ -53,7 +53,7 @@ def check_control_allowed(request: Rollback | Unpin, control_from: str, peer: st
             f'(security.control_from = "loopback"), and this one came from peer={peer or "unknown"}'
         )
         remedy = f"run `sigbridge models {command} --endpoint` on the daemon's machine"
-    raise ProtocolError(ErrorCode.CONTROL_REFUSED, f"{reason}; {remedy}", request_id=request.id)
+    raise ProtocolError(ErrorCode.CONTROL_REJECTED, f"{reason}; {remedy}", request_id=request.id)
 
 
 def apply_control(request: Rollback | Unpin, registry: ModelRegistry) -> dict:

@@ -36,7 +36,7 @@ def load_stream(store: BarStore, stored: StoredStream, config: Config) -> Stream
         stream.append(bars)
     except BarsRejected as error:
         raise StorageError(
-            f"bar database {store.path} holds invalid bars for stream {stored.key}: {error}"
+            f"bar database {store.path} contains invalid bars for stream {stored.key}: {error}"
         ) from None
     # Bars older than the buffer count too: re-sends of them are duplicates, and warm-up and
     # training thresholds see every bar received.
